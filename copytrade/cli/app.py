@@ -1,0 +1,139 @@
+"""The `copytrade` command: the Typer app and the one error funnel, main().
+
+Commands live one per module and import their heavy dependencies (rich tables,
+dhanhq, websockets, peewee) inside the command function, so `copytrade --help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Annotated, NoReturn
+
+import typer
+
+from copytrade import __version__
+from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
+from copytrade.cli.sim import sim
+from copytrade.errors import CopytradeError
+
+PROG_NAME = "copytrade"
+DEBUG_ENV_VAR = "COPYTRADE_DEBUG"
+
+app = typer.Typer(
+    name=PROG_NAME,
+    help="Mirror every order of a DhanHQ leader account onto follower accounts.",
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain Click help: --help skips importing Rich (~70 ms) and reads like Click's errors.
+    rich_markup_mode=None,
+    # Locals can hold access tokens: never print them.
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG_NAME} {__version__}")
+        raise typer.Exit()
+
+
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV_VAR,
+            help=f"Show the full traceback when a command fails (or set {DEBUG_ENV_VAR}=1).",
+        ),
+    ] = False,
+) -> None:
+    """Mirror every order of a DhanHQ leader account onto follower accounts."""
+    # --debug is read by main() from the parsed parameters; nothing to do here.
+
+
+app.callback()(root)
+app.command("sim")(sim)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console script entry point (`copytrade`, `python -m copytrade`)."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None, *, typer_app: typer.Typer = app) -> int:
+    """Run the CLI and turn every outcome into an exit code and at most one error line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(typer_app)
+    debug = _env_flag(DEBUG_ENV_VAR)
+    try:
+        # Click's standalone mode, minus its swallowing of KeyboardInterrupt and
+        # exceptions: every failure comes through the handlers below.
+        with command.make_context(PROG_NAME, args) as ctx:
+            debug = debug or bool(ctx.params.get("debug"))
+            command.invoke(ctx)
+    except typer.Exit as exc:  # --help, --version, typer.Exit(code)
+        return exc.exit_code
+    except click_exceptions.ClickException as exc:  # Click's own usage errors: its message, exit 2
+        exc.show()
+        return exc.exit_code
+    except typer.Abort:
+        _error_line("aborted")
+        return ExitCode.FAILURE
+    except KeyboardInterrupt:
+        _debug_traceback(debug)
+        _error_line("interrupted")
+        return exit_code_for(KeyboardInterrupt())
+    except BrokenPipeError:
+        # Reader went away (e.g. `| head`): nothing left to tell it.
+        _silence_stdout()
+        return ExitCode.FAILURE
+    except CopytradeError as exc:
+        _debug_traceback(debug)
+        _error_line(exc.message)
+        return exit_code_for(exc)
+    except Exception as exc:
+        _debug_traceback(debug)
+        hint = "" if debug else " (run with --debug for the traceback)"
+        _error_line(f"unexpected {type(exc).__name__}: {_one_line(str(exc))}{hint}")
+        return ExitCode.FAILURE
+    return ExitCode.OK
+
+
+def _error_line(message: str) -> None:
+    typer.echo(f"error: {_one_line(message)}", err=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _debug_traceback(debug: bool) -> None:
+    # A plain traceback: frames and source lines, never local variables.
+    if debug:
+        traceback.print_exc(file=sys.stderr)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; with the pipe gone that would raise again.
+    with contextlib.suppress(OSError, ValueError):  # e.g. stdout has no file descriptor
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,53 @@
+"""Process exit codes, and the one place that maps errors to them (see docs/cli.md)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from copytrade.errors import (
+    AlreadyRunningError,
+    AuthError,
+    BrokerError,
+    ConfigError,
+    StoreError,
+    UsageError,
+)
+
+# Typer 0.2x vendors Click as typer._click and raises its exceptions; older
+# Typer raises click's own. Either way these are the classes Typer raises.
+try:
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older Typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1  # unexpected internal error: a bug
+    USAGE = 2  # same code Click uses for its own usage errors
+    CONFIG = 3
+    AUTH = 4
+    BROKER = 5
+    ALREADY_RUNNING = 6
+    STORE = 7
+    INTERRUPTED = 130  # 128 + SIGINT, the shell convention
+
+
+_CODE_FOR_ERROR: dict[type[BaseException], ExitCode] = {
+    UsageError: ExitCode.USAGE,
+    click_exceptions.UsageError: ExitCode.USAGE,
+    ConfigError: ExitCode.CONFIG,
+    AuthError: ExitCode.AUTH,
+    BrokerError: ExitCode.BROKER,
+    AlreadyRunningError: ExitCode.ALREADY_RUNNING,
+    StoreError: ExitCode.STORE,
+    KeyboardInterrupt: ExitCode.INTERRUPTED,
+}
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code for an error; subclasses inherit their nearest mapped ancestor's."""
+    for cls in type(exc).__mro__:
+        if cls in _CODE_FOR_ERROR:
+            return _CODE_FOR_ERROR[cls]
+    return ExitCode.FAILURE

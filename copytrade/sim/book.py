@@ -1,0 +1,446 @@
+"""The emulated exchange: accounts, order book, lifecycle, fills, positions and funds.
+
+Every state change of an order is published once, in order, through `on_update`
+(the stream server). One lock guards the book, so frames leave in the order the
+changes happened whichever thread made them. Prices move only when told.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from copytrade.sim import errors
+from copytrade.sim.accounts import Account, order_margin
+from copytrade.sim.clock import Clock, SystemClock
+from copytrade.sim.errors import ApiError
+from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument, scrip_master_csv
+from copytrade.sim.orders import SimOrder, Trade
+from copytrade.sim.validation import (
+    PlaceRequest,
+    check_prices,
+    check_quantity,
+    parse_modify,
+    parse_place,
+)
+
+MAX_MODIFICATIONS = 25
+MAX_ACCOUNTS = 10_000
+UpdateListener = Callable[[str, dict], None]
+
+
+def token_digest(token: str) -> str:
+    """Tokens are kept only as digests, so no snapshot or log can show one."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def on_tick(price: float, tick_size: float) -> bool:
+    ticks = round(price / tick_size)
+    return abs(ticks * tick_size - price) < 1e-6
+
+
+class Book:
+    def __init__(self, *, funds: float = 1_000_000.0, clock: Clock | None = None,
+                 seed: int | None = None,
+                 instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS) -> None:
+        self.default_funds = funds
+        self.clock: Clock = clock or SystemClock()
+        self.on_update: UpdateListener = lambda client_id, data: None
+        self.instruments = {(i.segment, i.security_id): i for i in instruments}
+        self._by_security = {i.security_id: i for i in self.instruments.values()}
+        self.prices = {i.security_id: i.price for i in self.instruments.values()}
+        self.fill_size: dict[str | None, int] = {}
+        self.session_open = True
+        self.accounts: dict[str, Account] = {}
+        self.orders: dict[str, SimOrder] = {}
+        self._random = random.Random(seed)
+        self._sequence = 0
+        self._lock = threading.RLock()
+
+    # ---- accounts ---------------------------------------------------------------
+
+    def authenticate(self, client_id: str, token: str) -> Account:
+        """Any (client id, token) pair is an account, created on first use; expired -> DH-901."""
+        if not client_id or not token:
+            raise errors.invalid_token()
+        digest = token_digest(token)
+        with self._lock:
+            account = self.accounts.get(client_id)
+            if account is None:
+                if len(self.accounts) >= MAX_ACCOUNTS:
+                    raise errors.account_issue("Too many accounts on this emulator")
+                account = Account(client_id, self.default_funds)
+                self.accounts[client_id] = account
+            if digest in account.expired_digests:
+                raise errors.invalid_token()
+            if digest not in account.token_digests:
+                if any(digest in other.token_digests for other in self.accounts.values()):
+                    raise errors.invalid_token()  # another account's token
+                account.token_digests.add(digest)
+            return account
+
+    def stream_login_ok(self, client_id: str, token: str) -> bool:
+        try:
+            self.authenticate(client_id, token)
+        except ApiError:
+            return False
+        return True
+
+    def account(self, client_id: str) -> Account:
+        """The account behind Dhan's app: control calls act on it without a token."""
+        with self._lock:
+            if client_id not in self.accounts:
+                self.accounts[client_id] = Account(client_id, self.default_funds)
+            return self.accounts[client_id]
+
+    def expire_tokens(self, client_id: str) -> int:
+        with self._lock:
+            account = self.accounts.get(client_id)
+            if account is None:
+                return 0
+            count = len(account.token_digests)
+            account.expired_digests |= account.token_digests
+            account.token_digests.clear()
+            return count
+
+    def set_funds(self, client_id: str, funds: float) -> None:
+        with self._lock:
+            account = self.accounts.get(client_id)
+            if account is None:
+                account = self.accounts[client_id] = Account(client_id, funds)
+            account.start_of_day_funds = funds
+
+    # ---- order entry --------------------------------------------------------------
+
+    def place(self, account: Account, body: object, *, source: str = "P",
+              slicing: bool = False) -> list[SimOrder]:
+        request = parse_place(body, self.instruments, slicing=slicing)
+        with self._lock:
+            if not slicing:
+                return [self._enter(account, request, source)]
+            freeze = request.instrument.freeze_quantity
+            lots_per_slice = freeze - freeze % request.instrument.lot_size
+            placed, left = [], request.quantity
+            while left > 0:
+                size = min(left, lots_per_slice)
+                disclosed = request.disclosed_quantity * size // request.quantity
+                placed.append(self._enter(account, replace(
+                    request, quantity=size, disclosed_quantity=disclosed), source))
+                left -= size
+            return placed
+
+    def _enter(self, account: Account, request: PlaceRequest, source: str) -> SimOrder:
+        now = self.clock.now()
+        self._sequence += 1
+        order = SimOrder(
+            order_id=str(10**11 + self._sequence),
+            exchange_order_id="",
+            client_id=account.client_id,
+            source=source,
+            instrument=request.instrument,
+            transaction_type=request.transaction_type,
+            product_type=request.product_type,
+            order_type=request.order_type,
+            validity=request.validity,
+            quantity=request.quantity,
+            disclosed_quantity=request.disclosed_quantity,
+            price=request.price,
+            trigger_price=request.trigger_price,
+            after_market_order=request.after_market_order,
+            amo_time=request.amo_time,
+            correlation_id=request.correlation_id,
+            created=now,
+            updated=now,
+            bo_profit_value=request.bo_profit_value,
+            bo_stop_loss_value=request.bo_stop_loss_value,
+        )
+        self.orders[order.order_id] = order
+        self._publish(order)  # TRANSIT
+        refusal = self._rms_refusal(account, order)
+        if refusal:
+            self._finish(order, "REJECTED", refusal, code="RMS")
+            return order
+        order.exchange_order_id = str(10**15 + self._sequence)
+        self._set_status(order, "PENDING")
+        self._match(order)
+        return order
+
+    def _rms_refusal(self, account: Account, order: SimOrder) -> str:
+        inst = order.instrument
+        if not self.session_open and not order.after_market_order:
+            return "Market is closed; place an after market order (AMO)"
+        if order.price and not on_tick(order.price, inst.tick_size):
+            return f"Price {order.price} is not a multiple of the tick size {inst.tick_size}"
+        if order.trigger_price and not on_tick(order.trigger_price, inst.tick_size):
+            return (f"Trigger price {order.trigger_price} is not a multiple of the tick size "
+                    f"{inst.tick_size}")
+        others = [o for o in self._open_orders(account) if o is not order]
+        available = account.available(others, self.prices)
+        required = order_margin(order, self.prices, account)
+        if required > available:
+            return (f"RMS:Margin Exceeds for order, Available: {available:.2f}, "
+                    f"Required: {required:.2f}")
+        return ""
+
+    def modify(self, account: Account, order_id: str, body: object, *,
+               source: str = "P") -> SimOrder:
+        request = parse_modify(body)
+        with self._lock:
+            order = self._own_order(account, order_id)
+            if not order.is_open:
+                raise errors.order_error(f"Order {order_id} is {order.status} and cannot be "
+                                         "modified")
+            if order.modifications >= MAX_MODIFICATIONS:
+                raise errors.order_error(f"Order {order_id} has reached the maximum of "
+                                         f"{MAX_MODIFICATIONS} modifications")
+            check_quantity(order.instrument, request.quantity, request.disclosed_quantity,
+                           allow_above_freeze=False)
+            check_prices(request.order_type, order.transaction_type, request.price,
+                         request.trigger_price)
+            if request.quantity <= order.filled_quantity:
+                raise errors.bad_input(f"Quantity {request.quantity} must be more than the "
+                                       f"traded quantity {order.filled_quantity}")
+            for price in (request.price, request.trigger_price):
+                if price and not on_tick(price, order.instrument.tick_size):
+                    raise errors.bad_input(f"Price {price} is not a multiple of the tick size")
+            order.order_type = request.order_type
+            order.quantity = request.quantity
+            order.price = request.price
+            order.trigger_price = request.trigger_price
+            order.disclosed_quantity = request.disclosed_quantity
+            order.validity = request.validity
+            order.modifications += 1
+            order.source = source
+            if order.order_type not in ("STOP_LOSS", "STOP_LOSS_MARKET"):
+                order.triggered = False
+            self._set_status(order, "PART_TRADED" if order.filled_quantity else "PENDING")
+            self._match(order)
+            return order
+
+    def cancel(self, account: Account, order_id: str, *, source: str = "P") -> SimOrder:
+        with self._lock:
+            order = self._own_order(account, order_id)
+            if not order.is_open:
+                raise errors.order_error(f"Order {order_id} is {order.status} and cannot be "
+                                         "cancelled")
+            order.source = source
+            self._finish(order, "CANCELLED", "")
+            return order
+
+    def reject(self, order_id: str, reason: str) -> SimOrder:
+        """Reject an accepted order, as the exchange sometimes does after accepting it."""
+        with self._lock:
+            order = self.orders.get(order_id)
+            if order is None or not order.is_open:
+                raise errors.order_error(f"Order {order_id} is not open", http_status=404)
+            self._finish(order, "REJECTED", reason, code="EXCH")
+            return order
+
+    # ---- reads ------------------------------------------------------------------------
+
+    def order_list(self, account: Account) -> list[dict]:
+        with self._lock:
+            own = [o for o in self.orders.values() if o.client_id == account.client_id]
+            return [o.to_rest() for o in reversed(own)]  # newest first, like Dhan
+
+    def order(self, account: Account, order_id: str) -> dict:
+        with self._lock:
+            return self._own_order(account, order_id).to_rest()
+
+    def order_by_correlation(self, account: Account, correlation_id: str) -> dict:
+        with self._lock:
+            for order in self.orders.values():
+                if order.client_id == account.client_id and order.correlation_id == correlation_id:
+                    return order.to_rest()
+        raise errors.order_error(f"No order with correlation id {correlation_id}",
+                                 http_status=404)
+
+    def trade_list(self, account: Account, order_id: str | None = None) -> list[dict]:
+        with self._lock:
+            if order_id is not None:
+                return [t.to_rest() for t in self._own_order(account, order_id).trades]
+            own = [o for o in self.orders.values() if o.client_id == account.client_id]
+            return [t.to_rest() for o in own for t in o.trades]
+
+    def position_list(self, account: Account) -> list[dict]:
+        with self._lock:
+            return [p.to_rest(account.client_id, self.prices[p.instrument.security_id])
+                    for p in account.positions.values()]
+
+    def fund_limits(self, account: Account) -> dict:
+        with self._lock:
+            return account.fund_limits(self._open_orders(account), self.prices)
+
+    def profile(self, account: Account) -> dict:
+        valid_until = self.clock.now().strftime("%d/%m/%Y 23:59")
+        return {
+            "dhanClientId": account.client_id,
+            "tokenValidity": valid_until,
+            "activeSegment": "Equity, Derivative, Currency, Commodity",
+            "ddpi": "Active",
+            "mtf": "Active",
+            "dataPlan": "Active",
+            "dataValidity": valid_until,
+        }
+
+    def scrip_master(self) -> str:
+        return scrip_master_csv(list(self.instruments.values()))
+
+    # ---- market control --------------------------------------------------------------
+
+    def instrument(self, security_id: str) -> Instrument:
+        instrument = self._by_security.get(str(security_id))
+        if instrument is None:
+            raise errors.bad_input(f"Unknown securityId {security_id!r}")
+        return instrument
+
+    def set_price(self, security_id: str, price: float) -> None:
+        instrument = self.instrument(security_id)
+        if not price > 0:
+            raise errors.bad_input("price must be more than 0")
+        with self._lock:
+            self.prices[instrument.security_id] = float(price)
+            self._match_security(instrument.security_id)
+
+    def step_prices(self, steps: int = 1) -> dict[str, float]:
+        """Advance the seeded random walk: each step moves each price by -3..+3 ticks."""
+        with self._lock:
+            for _ in range(steps):
+                for security_id in sorted(self.prices):
+                    tick = self._by_security[security_id].tick_size
+                    moved = self.prices[security_id] + self._random.randint(-3, 3) * tick
+                    self.prices[security_id] = round(max(moved, tick), 2)
+                    self._match_security(security_id)
+            return dict(self.prices)
+
+    def set_fill_size(self, quantity: int | None, security_id: str | None = None) -> None:
+        """Largest quantity one fill takes; None fills whatever is left in one go."""
+        key = self.instrument(security_id).security_id if security_id else None
+        with self._lock:
+            if quantity is None:
+                self.fill_size.pop(key, None)
+            elif quantity <= 0:
+                raise errors.bad_input("fill size must be more than 0")
+            else:
+                self.fill_size[key] = int(quantity)
+
+    def match_all(self) -> None:
+        """A match opportunity for every open order, without moving prices."""
+        with self._lock:
+            for security_id in list(self.prices):
+                self._match_security(security_id)
+
+    def end_session(self) -> int:
+        """The session closes: every open order EXPIRES, new regular orders are refused."""
+        with self._lock:
+            self.session_open = False
+            expiring = [o for o in self.orders.values() if o.is_open]
+            for order in expiring:
+                self._finish(order, "EXPIRED", "Order expired at the end of the session")
+            return len(expiring)
+
+    def start_session(self, *, new_day: bool = False) -> None:
+        """Open the market; a new day starts with empty order and trade books."""
+        with self._lock:
+            self.session_open = True
+            if new_day:
+                self.orders.clear()
+                for account in self.accounts.values():
+                    account.positions.clear()
+            self.match_all()
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            accounts = {}
+            for client_id, account in self.accounts.items():
+                accounts[client_id] = {
+                    "orders": self.order_list(account),
+                    "trades": self.trade_list(account),
+                    "positions": self.position_list(account),
+                    "funds": self.fund_limits(account),
+                    "tokens_expired": len(account.expired_digests),
+                }
+            return {
+                "session_open": self.session_open,
+                "prices": dict(self.prices),
+                "fill_size": {k or "*": v for k, v in self.fill_size.items()},
+                "accounts": accounts,
+            }
+
+    # ---- internals ------------------------------------------------------------------
+
+    def _own_order(self, account: Account, order_id: str) -> SimOrder:
+        order = self.orders.get(str(order_id))
+        if order is None or order.client_id != account.client_id:
+            raise errors.order_error(f"Order {order_id} not found", http_status=404)
+        return order
+
+    def _open_orders(self, account: Account) -> list[SimOrder]:
+        return [o for o in self.orders.values()
+                if o.client_id == account.client_id and o.is_open]
+
+    def _publish(self, order: SimOrder) -> None:
+        self.on_update(order.client_id, order.to_frame())
+
+    def _set_status(self, order: SimOrder, status: str) -> None:
+        order.status = status
+        order.updated = self.clock.now()
+        self._publish(order)
+
+    def _finish(self, order: SimOrder, status: str, reason: str, code: str = "") -> None:
+        order.reason = reason
+        order.oms_error_code = code
+        self._set_status(order, status)
+
+    def _match_security(self, security_id: str) -> None:
+        for order in list(self.orders.values()):
+            if order.is_open and order.instrument.security_id == security_id:
+                self._match(order)
+
+    def _crosses(self, order: SimOrder, last: float) -> bool:
+        buying = order.transaction_type == "BUY"
+        if order.order_type in ("STOP_LOSS", "STOP_LOSS_MARKET") and not order.triggered:
+            if (last >= order.trigger_price) if buying else (last <= order.trigger_price):
+                order.triggered = True
+            else:
+                return False
+        if order.order_type in ("MARKET", "STOP_LOSS_MARKET"):
+            return True
+        return last <= order.price if buying else last >= order.price
+
+    def _match(self, order: SimOrder) -> None:
+        if not order.is_open or order.status == "TRANSIT":
+            return
+        if order.after_market_order and not self.session_open:
+            return
+        last = self.prices[order.instrument.security_id]
+        if not self._crosses(order, last):
+            if order.validity == "IOC":
+                self._finish(order, "CANCELLED", "IOC order not filled")
+            return
+        size = self.fill_size.get(order.instrument.security_id, self.fill_size.get(None))
+        quantity = min(order.remaining, size or order.remaining)
+        self._fill(order, quantity, last)
+        if order.validity == "IOC" and order.is_open:
+            self._finish(order, "CANCELLED", "IOC remainder cancelled")
+
+    def _fill(self, order: SimOrder, quantity: int, price: float) -> None:
+        now = self.clock.now()
+        self._sequence += 1
+        trade = Trade(str(10**13 + self._sequence), order, quantity, price, now)
+        order.trades.append(trade)
+        value = order.average_price * order.filled_quantity + price * quantity
+        order.filled_quantity += quantity
+        order.average_price = round(value / order.filled_quantity, 4)
+        order.last_fill_price = price
+        position = self.accounts[order.client_id].position(order.instrument, order.product_type)
+        if order.transaction_type == "BUY":
+            position.buy_quantity += quantity
+            position.buy_value += price * quantity
+        else:
+            position.sell_quantity += quantity
+            position.sell_value += price * quantity
+        self._set_status(order, "TRADED" if order.remaining == 0 else "PART_TRADED")

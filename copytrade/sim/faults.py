@@ -1,0 +1,73 @@
+"""REST faults the emulator injects on request: throttling, server errors, lost replies."""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from dataclasses import asdict, dataclass
+
+# Answered before the request is looked at.
+BEFORE_KINDS = ("429", "5xx", "timeout")
+# Answered after the request took effect: the order exists, the reply is lost.
+AFTER_KINDS = ("accept_then_timeout",)
+# Order lookups answer "not found" although the order exists (lookup lag after create).
+LOOKUP_KINDS = ("not_found",)
+KINDS = BEFORE_KINDS + AFTER_KINDS + LOOKUP_KINDS
+MAX_PENDING_FAULTS = 1_000
+
+
+@dataclass
+class RestFault:
+    kind: str
+    path: str = "*"  # glob on the path after /v2, e.g. "/orders" or "/orders/*"
+    method: str | None = None
+    count: int = 1
+    client_id: str | None = None
+    status: int = 500  # for kind "5xx": 500 answers DH-908 JSON, others an HTML gateway page
+
+    def matches(self, method: str, path: str, client_id: str | None) -> bool:
+        return ((self.method is None or self.method.upper() == method)
+                and fnmatch.fnmatchcase(path, self.path)
+                and (self.client_id is None or self.client_id == client_id))
+
+
+class FaultPlan:
+    """Pending faults, each used up by the requests it matches; thread-safe."""
+
+    def __init__(self) -> None:
+        self.delay_seconds = 0.0
+        self.hold_seconds = 30.0
+        self._faults: list[RestFault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: RestFault) -> None:
+        if fault.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {KINDS}")
+        if fault.count < 1:
+            raise ValueError("fault count must be at least 1")
+        if fault.kind == "5xx" and not 500 <= fault.status <= 599:
+            raise ValueError("a 5xx fault's status must be 500-599")
+        with self._lock:
+            if len(self._faults) >= MAX_PENDING_FAULTS:
+                raise ValueError("too many pending faults")
+            self._faults.append(fault)
+
+    def take(self, method: str, path: str, client_id: str | None,
+             kinds: tuple[str, ...]) -> RestFault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in kinds and fault.matches(method, path, client_id):
+                    fault.count -= 1
+                    if fault.count == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.delay_seconds = 0.0
+
+    def pending(self) -> list[dict]:
+        with self._lock:
+            return [asdict(fault) for fault in self._faults]

@@ -1,0 +1,290 @@
+"""The emulator's REST server: Dhan's v2 paths, shapes, errors, rate limits and faults.
+
+A threading HTTP/1.1 server from the standard library: one thread per connection
+is plenty for a loopback emulator, and it keeps the book free of event-loop code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from copytrade.sim import errors
+from copytrade.sim.accounts import Account
+from copytrade.sim.book import Book
+from copytrade.sim.errors import ApiError
+from copytrade.sim.faults import AFTER_KINDS, BEFORE_KINDS, LOOKUP_KINDS, FaultPlan
+
+API_PREFIX = "/v2"
+CONTROL_PREFIX = "/_sim"
+SCRIP_MASTER_PATH = "/api-data/api-scrip-master.csv"
+MAX_BODY_BYTES = 1_000_000
+
+Handler = Callable[[Book, Account, dict[str, str], Any], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    order_api: bool = False  # counts against the order-API rate windows
+    lookup: bool = False  # subject to the "not_found" lookup-lag fault
+
+
+def _route(method: str, path: str, handler: Handler, **flags: bool) -> Route:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+    return Route(method, re.compile(regex + r"\Z"), handler, **flags)
+
+
+def _placed(orders: list) -> dict:
+    return {"orderId": orders[0].order_id, "orderStatus": orders[0].status}
+
+
+ROUTES: tuple[Route, ...] = (
+    _route("POST", "/orders/slicing", lambda b, a, p, body: [
+        {"orderId": o.order_id, "orderStatus": o.status}
+        for o in b.place(a, body, slicing=True)], order_api=True),
+    _route("POST", "/orders", lambda b, a, p, body: _placed(b.place(a, body)), order_api=True),
+    # Dhan answers a modify with TRANSIT whatever the book says: the book is the truth.
+    _route("PUT", "/orders/{order_id}", lambda b, a, p, body: {
+        "orderId": b.modify(a, p["order_id"], body).order_id, "orderStatus": "TRANSIT"},
+        order_api=True),
+    _route("DELETE", "/orders/{order_id}", lambda b, a, p, body: {
+        "orderId": p["order_id"], "orderStatus": b.cancel(a, p["order_id"]).status},
+        order_api=True),
+    _route("GET", "/orders", lambda b, a, p, body: b.order_list(a)),
+    _route("GET", "/orders/external/{correlation_id}",
+           lambda b, a, p, body: b.order_by_correlation(a, p["correlation_id"]), lookup=True),
+    _route("GET", "/orders/{order_id}", lambda b, a, p, body: b.order(a, p["order_id"]),
+           lookup=True),
+    _route("GET", "/trades/?", lambda b, a, p, body: b.trade_list(a)),
+    _route("GET", "/trades/{order_id}", lambda b, a, p, body: b.trade_list(a, p["order_id"]),
+           lookup=True),
+    _route("GET", "/positions", lambda b, a, p, body: b.position_list(a)),
+    _route("GET", "/fundlimit", lambda b, a, p, body: b.fund_limits(a)),
+    _route("GET", "/profile", lambda b, a, p, body: b.profile(a)),
+)
+
+
+def find_route(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in ROUTES:
+        if route.method == method:
+            found = route.pattern.match(path)
+            if found:
+                return route, found.groupdict()
+    return None
+
+
+class LostReply(Exception):
+    """The request is held, then the connection closed with no reply (a client timeout)."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # 100+ clients may connect at once
+
+
+class RestServer:
+    def __init__(self, book: Book, faults: FaultPlan, *,
+                 control: Callable[[str, str, Any], Any] | None = None,
+                 host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> None:
+        self.book = book
+        self.faults = faults
+        self.control = control
+        self.verbose = verbose
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        self._httpd = _Server((host, port), _make_handler(self))
+        # A short poll keeps stop() quick: shutdown() waits for the serve loop to notice.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
+                                        name="sim-rest", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._httpd.server_address[0]}:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+        with self._connections_lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+    def track(self, conn: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            if open_:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+    def hold(self) -> None:
+        """Keep the client waiting (bounded, released on stop), then drop the reply."""
+        self.stopping.wait(self.faults.hold_seconds)
+        raise LostReply
+
+    def pause(self, share: float) -> None:
+        if self.faults.delay_seconds:
+            self.stopping.wait(self.faults.delay_seconds * share)
+
+    def log(self, line: str) -> None:
+        if self.verbose:
+            print(line, file=sys.stderr, flush=True)
+
+
+def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
+    class DhanHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body leave in one write with no Nagle wait: a split reply meets the
+        # client's delayed ACK and costs 40 ms a request.
+        disable_nagle_algorithm = True
+        wbufsize = 64 * 1024
+        timeout = 30  # idle keep-alive connections are closed, so threads do not pile up
+
+        def setup(self) -> None:
+            super().setup()
+            server.track(self.connection, True)
+
+        def finish(self) -> None:
+            server.track(self.connection, False)
+            super().finish()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # request lines are logged by us, headers (tokens) never
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+        def _serve(self, method: str) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                raw = self._read_body()
+                if path.startswith(API_PREFIX + "/") or path == API_PREFIX:
+                    status, payload = self._api(method, path[len(API_PREFIX):], raw)
+                elif path.startswith(CONTROL_PREFIX + "/") and server.control:
+                    status, payload = self._control(method, path[len(CONTROL_PREFIX):], raw)
+                elif method == "GET" and path == SCRIP_MASTER_PATH:
+                    self._send(200, server.book.scrip_master().encode(), "text/csv")
+                    return
+                else:
+                    status, payload = 404, errors.bad_input(f"No such endpoint {path}").body()
+            except LostReply:
+                server.log(f"{method} {path} -> (no reply)")
+                self.close_connection = True
+                return
+            except ValueError as exc:  # an oversized or unreadable body
+                status, payload = 400, errors.bad_input(str(exc)).body()
+            server.log(f"{method} {path} -> {status}")
+            if isinstance(payload, bytes):
+                self._send(status, payload, "text/html")
+            else:
+                self._send(status, json.dumps(payload).encode(), "application/json")
+
+        def _read_body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                raise ValueError("body too large")
+            return self.rfile.read(length) if length else b""
+
+        def _api(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+            client_id = self.headers.get("client-id")
+            server.pause(0.5)
+            fault = server.faults.take(method, path, client_id, BEFORE_KINDS)
+            if fault is not None:
+                return self._answer_fault(fault)
+            found = find_route(method, path)
+            if found is None:
+                return 404, errors.bad_input(f"No such endpoint {method} {path}").body()
+            route, params = found
+            try:
+                status, payload = 200, self._call(route, params, client_id, raw)
+            except ApiError as refusal:
+                status, payload = refusal.http_status, refusal.body()
+            if server.faults.take(method, path, client_id, AFTER_KINDS):
+                server.hold()
+            server.pause(0.5)
+            return status, payload
+
+        def _call(self, route: Route, params: dict[str, str], client_id: str | None,
+                  raw: bytes) -> Any:
+            book = server.book
+            account = book.authenticate(client_id or "", self.headers.get("access-token") or "")
+            now_ms = int(book.clock.now().timestamp() * 1000)
+            bucket = account.order_bucket if route.order_api else account.read_bucket
+            if not account.admit(bucket, now_ms):
+                raise errors.rate_limited()
+            if route.lookup and server.faults.take(route.method, self._api_path(), client_id,
+                                                   LOOKUP_KINDS):
+                raise errors.order_error("Order not found", http_status=404)
+            body = None
+            if route.method in ("POST", "PUT"):
+                try:
+                    body = json.loads(raw or b"null")
+                except ValueError:
+                    raise errors.bad_input("Request body is not valid JSON") from None
+            try:
+                return route.handler(book, account, params, body)
+            except ApiError:
+                raise
+            except Exception as exc:  # an emulator bug must look like Dhan's DH-908, not hang
+                server.log(f"internal error: {type(exc).__name__}: {exc}")
+                raise errors.server_error() from exc
+
+        def _api_path(self) -> str:
+            return self.path.split("?", 1)[0][len(API_PREFIX):]
+
+        def _answer_fault(self, fault: Any) -> tuple[int, Any]:
+            if fault.kind == "429":
+                return 429, errors.rate_limited().body()
+            if fault.kind == "timeout":
+                server.hold()
+            if fault.status == 500:
+                return 500, errors.server_error().body()
+            return fault.status, b"<html><body><h1>Bad Gateway</h1></body></html>"
+
+        def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
+            try:
+                body = json.loads(raw) if raw else {}
+                return 200, server.control(method, path, body)  # type: ignore[misc]
+            except ApiError as refusal:
+                return refusal.http_status, refusal.body()
+            except (ValueError, TypeError, KeyError) as exc:
+                return 400, errors.bad_input(f"control {method} {path}: {exc}").body()
+
+        def _send(self, status: int, payload: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return DhanHandler

@@ -1,0 +1,58 @@
+"""Helpers for end-to-end tests: bounded waits and a websocket client for the order stream."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from websockets.sync.client import ClientConnection, connect
+
+from copytrade.sim.server import Emulator
+
+LEADER_ID = "1000000001"
+LEADER_TOKEN = "leader-token-e2e-3f9a"
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 5.0,
+               interval: float = 0.01) -> object:
+    """Poll until predicate() is truthy; fail after `timeout` seconds (a bound, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def login(url: str, client_id: str = LEADER_ID, token: str = LEADER_TOKEN) -> ClientConnection:
+    ws = connect(url, open_timeout=5, close_timeout=2)
+    ws.send(json.dumps({"LoginReq": {"MsgCode": 42, "ClientId": client_id, "Token": token},
+                        "UserType": "SELF"}))
+    return ws
+
+
+def wait_logged_in(sim: Emulator, client_id: str = LEADER_ID) -> None:
+    """Dhan sends no login acknowledgement: wait until the emulator counts the connection."""
+    eventually(lambda: sim.stream.stats()["connections"].get(client_id, 0) >= 1)
+
+
+def next_frames(ws: ClientConnection, count: int, timeout: float = 5.0) -> list[dict]:
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"got {len(frames)} of {count} frames: {frames}")
+        frames.append(json.loads(ws.recv(timeout=remaining)))
+    return frames
+
+
+def no_more_frames(ws: ClientConnection, within: float = 0.3) -> bool:
+    try:
+        ws.recv(timeout=within)
+    except TimeoutError:
+        return True
+    return False
