@@ -28,6 +28,11 @@ def sim(
     seed: Annotated[
         int | None, typer.Option(help="Seed for the price path, for repeatable runs.")
     ] = None,
+    tick: Annotated[
+        float,
+        typer.Option(min=0, help="Step the seeded price path every TICK seconds (0 = prices "
+                     "move only by control calls)."),
+    ] = 0.0,
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Log each request line to stderr (never headers).")
     ] = False,
@@ -65,8 +70,9 @@ def sim(
             print(f"REST {emulator.rest_url}", flush=True)
             print(f"WS {emulator.ws_url}", flush=True)
             # A timeout keeps the wait responsive to signals on every platform.
-            while not stop.wait(timeout=0.5):
-                pass
+            while not stop.wait(timeout=tick or 0.5):
+                if tick:
+                    emulator.step_prices()
         finally:
             emulator.stop()
     finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from websockets.sync.client import ClientConnection, connect
 
@@ -27,11 +28,14 @@ def eventually(predicate: Callable[[], object], timeout: float = 5.0,
         time.sleep(interval)
 
 
-def login(url: str, client_id: str = LEADER_ID, token: str = LEADER_TOKEN) -> ClientConnection:
-    ws = connect(url, open_timeout=5, close_timeout=2)
-    ws.send(json.dumps({"LoginReq": {"MsgCode": 42, "ClientId": client_id, "Token": token},
-                        "UserType": "SELF"}))
-    return ws
+@contextmanager
+def login(url: str, client_id: str = LEADER_ID,
+          token: str = LEADER_TOKEN) -> Iterator[ClientConnection]:
+    """A websocket client that has sent Dhan's login message."""
+    with connect(url, open_timeout=5, close_timeout=2) as ws:
+        ws.send(json.dumps({"LoginReq": {"MsgCode": 42, "ClientId": client_id, "Token": token},
+                            "UserType": "SELF"}))
+        yield ws
 
 
 def wait_logged_in(sim: Emulator, client_id: str = LEADER_ID) -> None:
