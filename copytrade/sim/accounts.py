@@ -17,6 +17,13 @@ ORDER_RATES = (
     Rate(7000, Duration.DAY),
 )
 READ_RATES = (Rate(20, Duration.SECOND),)
+MAX_TOKENS_PER_ACCOUNT = 16
+MAX_EXPIRED_TOKENS = 64
+
+
+def _keep_newest(ordered: dict[str, None], limit: int) -> None:
+    while len(ordered) > limit:
+        del ordered[next(iter(ordered))]
 
 
 def margin_rate(instrument: Instrument, product_type: str, transaction_type: str) -> float:
@@ -53,7 +60,7 @@ class Position:
 
     def realized_profit(self) -> float:
         closed = min(self.buy_quantity, self.sell_quantity)
-        return round(closed * (self.sell_average - self.buy_average), 2)
+        return round(closed * (self.sell_average - self.buy_average), 2) + 0.0  # never -0.0
 
     def unrealized_profit(self, last_price: float) -> float:
         net = self.net_quantity
@@ -110,11 +117,23 @@ class Position:
 class Account:
     client_id: str
     start_of_day_funds: float
-    token_digests: set[str] = field(default_factory=set)
-    expired_digests: set[str] = field(default_factory=set)
+    # Insertion-ordered (dicts as sets), so the oldest can be forgotten to bound memory.
+    token_digests: dict[str, None] = field(default_factory=dict)
+    expired_digests: dict[str, None] = field(default_factory=dict)
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     order_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(ORDER_RATES)))
     read_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(READ_RATES)))
+
+    def remember_token(self, digest: str) -> None:
+        self.token_digests[digest] = None
+        _keep_newest(self.token_digests, MAX_TOKENS_PER_ACCOUNT)
+
+    def expire_tokens(self) -> int:
+        count = len(self.token_digests)
+        self.expired_digests.update(self.token_digests)
+        _keep_newest(self.expired_digests, MAX_EXPIRED_TOKENS)
+        self.token_digests.clear()
+        return count
 
     def admit(self, bucket: InMemoryBucket, now_ms: int) -> bool:
         """One request against the bucket's windows; old entries are leaked to bound memory."""

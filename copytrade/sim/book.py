@@ -68,18 +68,13 @@ class Book:
             raise errors.invalid_token()
         digest = token_digest(token)
         with self._lock:
-            account = self.accounts.get(client_id)
-            if account is None:
-                if len(self.accounts) >= MAX_ACCOUNTS:
-                    raise errors.account_issue("Too many accounts on this emulator")
-                account = Account(client_id, self.default_funds)
-                self.accounts[client_id] = account
+            account = self.account(client_id)
             if digest in account.expired_digests:
                 raise errors.invalid_token()
             if digest not in account.token_digests:
                 if any(digest in other.token_digests for other in self.accounts.values()):
                     raise errors.invalid_token()  # another account's token
-                account.token_digests.add(digest)
+                account.remember_token(digest)
             return account
 
     def stream_login_ok(self, client_id: str, token: str) -> bool:
@@ -90,28 +85,24 @@ class Book:
         return True
 
     def account(self, client_id: str) -> Account:
-        """The account behind Dhan's app: control calls act on it without a token."""
+        """The account of a client id, created on first use (the app's control calls use it
+        without a token)."""
         with self._lock:
-            if client_id not in self.accounts:
-                self.accounts[client_id] = Account(client_id, self.default_funds)
-            return self.accounts[client_id]
+            account = self.accounts.get(client_id)
+            if account is None:
+                if len(self.accounts) >= MAX_ACCOUNTS:
+                    raise errors.account_issue("Too many accounts on this emulator")
+                account = self.accounts[client_id] = Account(client_id, self.default_funds)
+            return account
 
     def expire_tokens(self, client_id: str) -> int:
         with self._lock:
             account = self.accounts.get(client_id)
-            if account is None:
-                return 0
-            count = len(account.token_digests)
-            account.expired_digests |= account.token_digests
-            account.token_digests.clear()
-            return count
+            return account.expire_tokens() if account else 0
 
     def set_funds(self, client_id: str, funds: float) -> None:
         with self._lock:
-            account = self.accounts.get(client_id)
-            if account is None:
-                account = self.accounts[client_id] = Account(client_id, funds)
-            account.start_of_day_funds = funds
+            self.account(client_id).start_of_day_funds = funds
 
     # ---- order entry --------------------------------------------------------------
 
