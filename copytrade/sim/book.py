@@ -8,6 +8,7 @@ changes happened whichever thread made them. Prices move only when told.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -290,8 +291,8 @@ class Book:
 
     def set_price(self, security_id: str, price: float) -> None:
         instrument = self.instrument(security_id)
-        if not price > 0:
-            raise errors.bad_input("price must be more than 0")
+        if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
+            raise errors.bad_input("price must be a finite number more than 0")
         with self._lock:
             self.prices[instrument.security_id] = float(price)
             self._match_security(instrument.security_id)

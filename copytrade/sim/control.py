@@ -20,6 +20,14 @@ def _ok(value: Any = None) -> dict:
     return {"ok": True} if value is None else {"ok": True, "result": value}
 
 
+def _flag(body: dict, key: str, default: bool) -> bool:
+    """JSON booleans only: the string "false" must not count as true."""
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false")
+    return value
+
+
 def _frames(sim: Emulator, body: dict) -> dict:
     mode, count, client_id = body["mode"], int(body["count"]), body.get("client_id")
     if mode == "duplicate":
@@ -59,7 +67,7 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/delay"): lambda sim, body: _ok(sim.set_delay(float(body["ms"]))),
     ("POST", "/hold"): lambda sim, body: _ok(sim.set_hold(float(body["seconds"]))),
     ("POST", "/stream/drop"): lambda sim, body: _ok(sim.drop_stream(
-        body.get("client_id"), clean=bool(body.get("clean", True)))),
+        body.get("client_id"), clean=_flag(body, "clean", True))),
     ("POST", "/stream/stall"): lambda sim, body: _ok(sim.stall_stream(
         body.get("client_id"), seconds=float(body.get("seconds", 60)))),
     ("POST", "/stream/unstall"): lambda sim, body: _ok(sim.unstall_stream(body.get("client_id"))),
@@ -67,7 +75,7 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/tokens/expire"): lambda sim, body: _ok(sim.expire_token(str(body["client_id"]))),
     ("POST", "/session/end"): lambda sim, body: _ok(sim.end_session()),
     ("POST", "/session/start"): lambda sim, body: _ok(sim.start_session(
-        bool(body.get("new_day", False)))),
+        _flag(body, "new_day", False))),
 }
 
 

@@ -41,6 +41,11 @@ class FaultPlan:
         self._lock = threading.Lock()
 
     def add(self, fault: RestFault) -> None:
+        if not isinstance(fault.path, str) or not (fault.method is None
+                                                   or isinstance(fault.method, str)):
+            raise ValueError("a fault's path must be a string and its method a string or null")
+        if fault.client_id is not None and not isinstance(fault.client_id, str):
+            raise ValueError("a fault's client_id must be a string or null")
         if fault.kind not in KINDS:
             raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {KINDS}")
         if fault.count < 1:

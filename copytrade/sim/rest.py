@@ -203,6 +203,9 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 return
             except ValueError as exc:  # an oversized or unreadable body
                 status, payload = 400, errors.bad_input(str(exc)).body()
+            except Exception as exc:  # an emulator bug answers like Dhan's DH-908, not silence
+                server.log(f"internal error: {type(exc).__name__}: {exc}")
+                status, payload = 500, errors.server_error().body()
             server.log(f"{method} {path} -> {status}")
             if isinstance(payload, bytes):
                 self._send(status, payload, "text/html")
@@ -277,7 +280,9 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 return 200, server.control(method, path, body)  # type: ignore[misc]
             except ApiError as refusal:
                 return refusal.http_status, refusal.body()
-            except (ValueError, TypeError, KeyError) as exc:
+            except KeyError as exc:
+                return 400, errors.bad_input(f"control {method} {path}: missing key {exc}").body()
+            except (ValueError, TypeError, AttributeError) as exc:
                 return 400, errors.bad_input(f"control {method} {path}: {exc}").body()
 
         def _send(self, status: int, payload: bytes, content_type: str) -> None:

@@ -101,6 +101,8 @@ class Emulator:
     # ---- Dhan's app (orders with Source "N") ---------------------------------------------
 
     def app_place(self, client_id: str, order: dict) -> list[str]:
+        if not isinstance(order, dict):
+            raise ValueError("order must be a JSON object")
         account = self.book.account(client_id)
         return [o.order_id for o in self.book.place(account, dict(order), source="N",
                                                      slicing=bool(order.get("slicing")))]
@@ -127,8 +129,8 @@ class Emulator:
 
     def set_delay(self, milliseconds: float) -> None:
         """A fixed delay on every REST reply (half before, half after the work)."""
-        if milliseconds < 0:
-            raise ValueError("delay must not be negative")
+        if not 0 <= milliseconds <= 60_000:
+            raise ValueError("delay must be between 0 and 60000 ms")
         self.faults.delay_seconds = milliseconds / 1000
 
     def set_hold(self, seconds: float) -> None:
