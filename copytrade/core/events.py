@@ -1,0 +1,61 @@
+"""One shape for an order as a broker reports it, whatever the source (stream frame or REST).
+
+`dhan/` turns wire data into `OrderReport`; `core/` and `engine/` never see Dhan's wire format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class ReportSource(StrEnum):
+    STREAM = "stream"  # an order_alert frame
+    REST = "rest"  # the order book, a lookup, or a reconciliation read
+
+
+# Dhan's order statuses (REST vocabulary; the stream's title-case words are upper-cased).
+OPEN_STATUSES = frozenset({"TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED"})
+TERMINAL_STATUSES = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+# The first states in which the exchange has accepted the order: mirroring starts here.
+EXCHANGE_ACCEPTED_STATUSES = frozenset({"PENDING", "PART_TRADED", "TRADED", "TRIGGERED"})
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    order_id: str
+    status: str  # upper case: TRANSIT, PENDING, PART_TRADED, TRADED, CANCELLED, ...
+    exchange_segment: str  # NSE_EQ, NSE_FNO, BSE_EQ, MCX_COMM, ...
+    security_id: str
+    transaction_type: str  # BUY / SELL
+    product_type: str  # CNC, INTRADAY, MARGIN, MTF, CO, BO
+    order_type: str  # LIMIT, MARKET, STOP_LOSS, STOP_LOSS_MARKET
+    validity: str  # DAY / IOC
+    quantity: int  # total order quantity, in units
+    traded_quantity: int
+    price: float = 0.0
+    trigger_price: float = 0.0
+    disclosed_quantity: int = 0
+    average_price: float = 0.0
+    after_market_order: bool = False
+    correlation_id: str = ""
+    reason: str = ""  # rejection reason (ReasonDescription / omsErrorDescription)
+    symbol: str = ""
+    lot_size: int | None = None  # frames carry it; REST rows do not
+    leg: int = 1  # 1 entry, 2 stop-loss, 3 target
+    placed_in_app: bool = False  # Source "N": Dhan's web or app, not the API
+    updated_at: datetime | None = None  # IST, from LastUpdatedTime / updateTime
+    source: ReportSource = ReportSource.STREAM
+
+    @property
+    def remaining_quantity(self) -> int:
+        return max(self.quantity - self.traded_quantity, 0)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def exchange_accepted(self) -> bool:
+        return self.status in EXCHANGE_ACCEPTED_STATUSES

@@ -1,0 +1,73 @@
+"""Merging reports of one leader order into its latest known state, whatever their order.
+
+Frames repeat, arrive late and overtake each other; REST reads may be older than the
+stream. The merge is order-independent: traded quantity and status only move forward,
+and the order's parameters come from the newest report by (update time, progress).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from copytrade.core.events import OrderReport
+
+_STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 1, "PART_TRADED": 2}
+TERMINAL_RANK = 3
+
+
+def status_rank(status: str) -> int:
+    """How far an order has come; every terminal status ranks last."""
+    return _STATUS_RANK.get(status, TERMINAL_RANK if status in _TERMINAL else 1)
+
+
+_TERMINAL = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+
+
+def report_version(report: OrderReport) -> tuple:
+    stamp = report.updated_at.isoformat() if report.updated_at else ""
+    return (stamp, status_rank(report.status), report.traded_quantity)
+
+
+@dataclass(frozen=True)
+class Merged:
+    report: OrderReport  # the merged state, in the report's shape
+    version: tuple
+    changed: bool  # anything new compared to what was known before
+
+
+def merge(known: Merged | None, incoming: OrderReport) -> Merged:
+    incoming_version = report_version(incoming)
+    if known is None:
+        return Merged(incoming, incoming_version, True)
+    current = known.report
+    newer = incoming_version > known.version
+    base = incoming if newer else current
+    status = _forward_status(current, incoming)
+    traded = max(current.traded_quantity, incoming.traded_quantity)
+    merged = replace(
+        base,
+        status=status,
+        traded_quantity=traded,
+        average_price=incoming.average_price if incoming.traded_quantity >= traded
+        else current.average_price,
+        lot_size=base.lot_size or current.lot_size or incoming.lot_size,
+        reason=base.reason or current.reason or incoming.reason,
+        placed_in_app=current.placed_in_app or incoming.placed_in_app,
+    )
+    version = max(known.version, incoming_version)
+    return Merged(merged, version, merged != current)
+
+
+def _forward_status(current: OrderReport, incoming: OrderReport) -> str:
+    """Statuses never move backwards; between two terminal words the newer report wins
+    (a cancel that lost the race to a fill reports TRADED later)."""
+    current_rank, incoming_rank = status_rank(current.status), status_rank(incoming.status)
+    if incoming_rank > current_rank:
+        return incoming.status
+    if incoming_rank == current_rank == TERMINAL_RANK:
+        if incoming.traded_quantity >= incoming.quantity > 0:
+            return "TRADED"
+        if current.traded_quantity >= current.quantity > 0:
+            return "TRADED"
+        return max(current, incoming, key=report_version).status
+    return current.status

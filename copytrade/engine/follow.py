@@ -1,0 +1,244 @@
+"""`follow`: the leader's stream in, every follower's mirrors out, until told to stop.
+
+Start-up reads what it must once (instruments, positions, funds), then on every (re)login
+of the leader's stream reads the leader's order book and feeds it through the same
+replicator as live frames: orders placed, filled or cancelled while the stream was down
+are caught up, and duplicates of what the stream already said end in the merge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import pytz
+
+from copytrade.config import Config, FollowerConfig, Secret
+from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
+from copytrade.core.ids import correlation_id
+from copytrade.core.sizing import Caps, SizingRule
+from copytrade.dhan.instruments import download_scrip_master
+from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind
+from copytrade.dhan.stream import LeaderStream, StreamState
+from copytrade.engine.limits import AccountLimiter
+from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.positions import PositionBook
+from copytrade.engine.replicator import FollowerPlan, Replicator
+from copytrade.engine.worker import FollowerWorker
+from copytrade.errors import AuthError, BrokerError
+from copytrade.store.instruments import InstrumentCache
+from copytrade.store.models import MirrorOrder
+from copytrade.store.repo import Store
+
+log = logging.getLogger(__name__)
+IST = pytz.timezone("Asia/Kolkata")
+
+
+def trading_date_now() -> date:
+    return datetime.now(IST).date()
+
+
+@dataclass
+class StreamStatus:
+    state: str = "starting"
+    detail: str = ""
+    reconnects: int = 0
+    malformed: int = 0
+
+
+@dataclass
+class FollowStatus:
+    """What the live table shows besides the orders; written by the engine's threads."""
+
+    leader_stream: StreamStatus = field(default_factory=StreamStatus)
+    follower_streams: dict[str, StreamStatus] = field(default_factory=dict)
+    stopped_followers: dict[str, str] = field(default_factory=dict)
+    catch_ups: int = 0
+
+
+def _caps(follower: FollowerConfig) -> Caps:
+    return Caps(max_quantity=follower.max_quantity, max_order_value=follower.max_order_value,
+                allowed_segments=follower.allow_segments, denied_segments=follower.deny_segments,
+                allowed_products=follower.allow_products, denied_products=follower.deny_products,
+                allowed_securities=follower.allow_security_ids,
+                denied_securities=follower.deny_security_ids)
+
+
+def _require(outcome: Outcome, what: str, account: str) -> Outcome:
+    if outcome.kind is OutcomeKind.AUTH:
+        raise AuthError(f"the {account} token was refused reading {what} ({outcome.code}): "
+                        "refresh it and start again")
+    if not outcome.ok:
+        raise BrokerError(f"cannot read {what} of the {account}: {outcome.describe()}")
+    return outcome
+
+
+class FollowEngine:
+    def __init__(self, config: Config, tokens: dict[str, Secret], store: Store, *,
+                 limits_path: Path, on_change: Callable[[], None] = lambda: None,
+                 trading_date: Callable[[], date] = trading_date_now,
+                 stream_options: dict | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.status = FollowStatus()
+        self.on_change = on_change
+        self.trading_date = trading_date
+        self.stream_options = stream_options or {}
+        self._tokens = tokens
+        self._stop = threading.Event()
+        self._fatal: BaseException | None = None
+        timeout = config.settings.http_timeout_seconds
+        self.leader = DhanAccount(config.leader.client_id,
+                                  tokens[config.leader.client_id].reveal(),
+                                  api_url=config.leader.api_url, timeout=timeout)
+        self.followers = [f for f in config.followers if f.enabled]
+        self.accounts = {f.name: DhanAccount(
+            f.account.client_id, tokens[f.account.client_id].reveal(), api_url=f.account.api_url,
+            timeout=timeout, proxy=f.account.egress.proxy,
+            source_address=f.account.egress.source_address) for f in self.followers}
+        self.positions = {f.name: PositionBook() for f in self.followers}
+        self.leader_positions = PositionBook()
+        self.instruments = InstrumentCache(store)
+        self.updater = MirrorUpdater(store, lambda name: self.positions[name], on_change)
+        self.workers = {f.name: FollowerWorker(
+            f.name, self.accounts[f.name], store, self.updater,
+            AccountLimiter(limits_path, f.account.client_id,
+                           now_ms=lambda: int(time.time() * 1000), wait=self._stop.wait),
+            on_halt=self._follower_halted,
+            correlation_id_for=self._correlation_id_for(f.name)) for f in self.followers}
+        self.replicator: Replicator | None = None
+
+    # ---- preparation -----------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Reads that must succeed before following: instruments, positions, funds."""
+        self.instruments.ensure_fresh(self.trading_date(), lambda: download_scrip_master(
+            self.config.settings.instruments_url, self.config.settings.http_timeout_seconds * 6))
+        self.leader_positions.load(_require(self.leader.positions(), "positions",
+                                            "leader").data or [])
+        needs_capital = any(f.sizing.mode == "capital_ratio" for f in self.followers)
+        leader_capital = self.leader.available_funds() if needs_capital else None
+        freeze_table = load_freeze_limits()
+        plans = []
+        for follower in self.followers:
+            account = self.accounts[follower.name]
+            outcome = account.positions()
+            if outcome.kind is OutcomeKind.AUTH:
+                self._follower_halted(follower.name, "token refused at start: refresh it")
+            elif outcome.ok:
+                self.positions[follower.name].load(outcome.data or [])
+            plans.append(FollowerPlan(
+                name=follower.name,
+                rule=SizingRule(follower.sizing.mode, follower.sizing.value),
+                caps=_caps(follower), positions=self.positions[follower.name],
+                submit=self.workers[follower.name].submit, shadow=follower.shadow,
+                mirror_on_transit=follower.mirror_on_transit,
+                capital=account.available_funds() if needs_capital else None,
+                stopped_reason=lambda name=follower.name: self.status.stopped_followers.get(
+                    name)))
+        overrides = self.config.settings.freeze_limits
+        self.replicator = Replicator(
+            self.store, plans, self.updater, lot_size=self.instruments.lot_size,
+            freeze_limit=lambda security_id, symbol: freeze_limit_for(
+                security_id, symbol or self.instruments.symbol(security_id), overrides,
+                freeze_table),
+            trading_date=self.trading_date, leader_positions=self.leader_positions,
+            leader_capital=leader_capital, on_change=self.on_change)
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Follow until stop(); raises AuthError if the leader's token is refused."""
+        if self.replicator is None:
+            self.prepare()
+        for worker in self.workers.values():
+            worker.start()
+        streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
+        tasks = [asyncio.create_task(stream.run()) for stream in streams]
+        try:
+            while not self._stop.is_set() and self._fatal is None:
+                await asyncio.sleep(0.05)
+        finally:
+            for stream in streams:
+                stream.stop()
+            await asyncio.wait(tasks, timeout=10)
+            for worker in self.workers.values():
+                await asyncio.to_thread(worker.stop)
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _leader_stream(self) -> LeaderStream:
+        replicator = self.replicator
+        assert replicator is not None
+
+        async def catch_up() -> None:
+            book = await asyncio.to_thread(self.leader.order_book)
+            if book.kind is OutcomeKind.AUTH:
+                self._fatal = AuthError("the leader's token was refused (DH-901): refresh "
+                                        "it and start follow again")
+                return
+            _require(book, "the order book", "leader")
+            for report in sorted(book.data, key=lambda r: r.updated_at or datetime.min):
+                replicator.on_leader_report(report)
+            self.status.catch_ups += 1
+
+        return LeaderStream(
+            self.config.leader.order_ws_url, self.config.leader.client_id,
+            self._tokens[self.config.leader.client_id].reveal(),
+            on_report=replicator.on_leader_report, on_connected=catch_up,
+            on_state=self._stream_state(self.status.leader_stream),
+            on_malformed=self._malformed(self.status.leader_stream, "leader"),
+            **self.stream_options)
+
+    def _follower_stream(self, follower: FollowerConfig) -> LeaderStream:
+        replicator = self.replicator
+        assert replicator is not None
+        status = self.status.follower_streams.setdefault(follower.name, StreamStatus())
+        account = self.accounts[follower.name]
+
+        async def catch_up() -> None:
+            book = await asyncio.to_thread(account.order_book)
+            if book.ok:
+                for report in book.data:
+                    replicator.on_follower_report(follower.name, report)
+
+        return LeaderStream(
+            follower.account.order_ws_url, follower.account.client_id,
+            self._tokens[follower.account.client_id].reveal(),
+            on_report=lambda report: replicator.on_follower_report(follower.name, report),
+            on_connected=catch_up, on_state=self._stream_state(status),
+            on_malformed=self._malformed(status, follower.name), **self.stream_options)
+
+    def _stream_state(self, status: StreamStatus) -> Callable[[StreamState, str], None]:
+        def update(state: StreamState, detail: str) -> None:
+            status.state, status.detail = state.value, detail
+            if state is StreamState.BACKOFF:
+                status.reconnects += 1
+            self.on_change()
+        return update
+
+    def _malformed(self, status: StreamStatus, whose: str) -> Callable[[str, str], None]:
+        def record(reason: str, excerpt: str) -> None:
+            status.malformed += 1
+            with self.store.write():
+                self.store.audit("malformed_frame", f"{whose} stream: {reason}",
+                                 data={"excerpt": excerpt[:200]})
+        return record
+
+    def _follower_halted(self, name: str, reason: str) -> None:
+        self.status.stopped_followers[name] = reason
+        log.error("follower %s stopped: %s", name, reason)
+        self.on_change()
+
+    def _correlation_id_for(self, follower: str) -> Callable[[MirrorOrder, int], str]:
+        return lambda mirror, attempt: correlation_id(
+            self.trading_date(), mirror.leader_order_id, follower, mirror.leg, attempt)

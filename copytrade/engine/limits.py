@@ -1,0 +1,48 @@
+"""Per-account order-rate limiting with Dhan's four windows, persisted so that a restart
+within the day still knows what was sent (pyrate-limiter's SQLite bucket)."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pyrate_limiter import Duration, Rate, RateItem, SQLiteBucket
+
+ORDER_RATES = [
+    Rate(10, Duration.SECOND),
+    Rate(250, Duration.MINUTE),
+    Rate(1000, Duration.HOUR),
+    Rate(7000, Duration.DAY),
+]
+
+
+class AccountLimiter:
+    """Blocks until one more order call fits every window; never lets one more through."""
+
+    def __init__(self, db_path: Path, client_id: str, *, now_ms: Callable[[], int],
+                 wait: Callable[[float], bool], rates: list[Rate] | None = None) -> None:
+        if not db_path.exists():
+            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        table = "rate_" + re.sub(r"[^A-Za-z0-9_]", "_", client_id)
+        self._bucket = SQLiteBucket.init_from_file(rates or ORDER_RATES, table=table,
+                                                   db_path=str(db_path))
+        # WAL + NORMAL: a crash of the process loses nothing, and no fsync per order.
+        self._bucket.conn.execute("PRAGMA journal_mode=WAL")
+        self._bucket.conn.execute("PRAGMA synchronous=NORMAL")
+        self._now_ms = now_ms
+        self._wait = wait  # returns True when asked to stop (e.g. Event.wait)
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        """True once a slot is taken; False if told to stop while waiting."""
+        with self._lock:
+            while True:
+                item = RateItem("order", self._now_ms())
+                if self._bucket.put(item):
+                    return True
+                delay_ms = max(int(self._bucket.waiting(item)), 1)
+                if self._wait(delay_ms / 1000):
+                    return False

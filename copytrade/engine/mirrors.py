@@ -1,0 +1,99 @@
+"""Applying what a follower's broker reports to its mirror rows: the one place both the
+follower's order stream and the worker's replies and lookups go through. Callers hold
+`Store.write()`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from copytrade.core.events import OrderReport
+from copytrade.core.leader import status_rank
+from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
+from copytrade.engine.positions import PositionBook
+from copytrade.store.models import LeaderOrder, MirrorOrder
+from copytrade.store.repo import Legs, Store, legs_of
+
+_TERMINAL = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+
+
+def aggregate_trigger(legs: Legs, target: int) -> Trigger:
+    """One trigger for a mirror from all its follower orders (one, or the slices)."""
+    traded = sum(leg[1] for leg in legs.values())
+    if target > 0 and traded >= target:
+        return Trigger.FILL
+    statuses = [leg[0] for leg in legs.values()]
+    if statuses and all(status in _TERMINAL for status in statuses):
+        if "EXPIRED" in statuses:
+            return Trigger.EXPIRED
+        if "CANCELLED" in statuses or "TRADED" in statuses:
+            return Trigger.CANCELED
+        return Trigger.REJECTED
+    return Trigger.PARTIAL_FILL if traded > 0 else Trigger.ACK
+
+
+class MirrorUpdater:
+    def __init__(self, store: Store, positions: Callable[[str], PositionBook],
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.positions = positions
+        self.on_change = on_change
+
+    def adopt_order_ids(self, mirror: MirrorOrder, order_ids: list[str]) -> None:
+        legs = legs_of(mirror)
+        for order_id in order_ids:
+            legs.setdefault(order_id, ["TRANSIT", 0, 0])
+        first = mirror.follower_order_id or (order_ids[0] if order_ids else None)
+        self.store.update_mirror(mirror, legs=json.dumps(legs), follower_order_id=first)
+        self._step(mirror, aggregate_trigger(legs, mirror.quantity), "order accepted")
+
+    def apply_report(self, mirror: MirrorOrder, report: OrderReport) -> None:
+        legs = legs_of(mirror)
+        previous = legs.get(report.order_id, ["TRANSIT", 0, report.quantity])
+        status = (report.status if status_rank(report.status) >= status_rank(previous[0])
+                  else previous[0])
+        legs[report.order_id] = [status, max(previous[1], report.traded_quantity),
+                                 report.quantity]
+        traded = sum(leg[1] for leg in legs.values())
+        delta = traded - mirror.filled_quantity
+        if delta > 0:
+            self.positions(mirror.follower).apply_fill(
+                mirror.security_id, mirror.product_type, mirror.transaction_type, delta)
+        fields: dict = {"legs": json.dumps(legs), "filled_quantity": max(traded,
+                                                                          mirror.filled_quantity)}
+        if not mirror.follower_order_id:
+            fields["follower_order_id"] = report.order_id
+        if report.reason and status in ("REJECTED", "CANCELLED", "EXPIRED"):
+            fields["reason"] = report.reason
+        self.store.update_mirror(mirror, **fields)
+        self._step(mirror, aggregate_trigger(legs, mirror.quantity), report.reason)
+
+    def new_attempt(self, mirror: MirrorOrder, correlation_id: str, *, quantity: int | None = None,
+                    carried: int | None = None) -> MirrorOrder:
+        fields = {name: getattr(mirror, name) for name in (
+            "follower", "leg", "security_id", "product_type", "transaction_type", "price",
+            "trigger_price", "order_type", "disclosed_quantity", "sliced", "shadow")}
+        return self.store.create_mirror(
+            leader_order=mirror.leader_order_id, attempt=mirror.attempt + 1,
+            correlation_id=correlation_id, state=MirrorState.SUBMITTED.value,
+            quantity=mirror.quantity if quantity is None else quantity,
+            carried_quantity=mirror.carried_quantity if carried is None else carried,
+            **fields)
+
+    def _step(self, mirror: MirrorOrder, trigger: Trigger, detail: str) -> None:
+        try:
+            step = self.store.apply_trigger(mirror, trigger, detail or "")
+        except InvalidTransition as exc:
+            self.store.audit("anomaly", f"{mirror.follower}: {exc}", follower=mirror.follower,
+                             leader_order_id=mirror.leader_order_id)
+            return
+        if step.changed and step.state is MirrorState.FILLED:
+            self._record_fill_lag(mirror)
+        if step.changed:
+            self.on_change()
+
+    def _record_fill_lag(self, mirror: MirrorOrder) -> None:
+        leader = LeaderOrder.get_or_none(LeaderOrder.order_id == mirror.leader_order_id)
+        if leader is not None and leader.traded_at is not None:
+            lag = (self.store.now() - leader.traded_at).total_seconds() * 1000
+            self.store.update_mirror(mirror, fill_lag_ms=round(max(lag, 0.0), 3))

@@ -1,0 +1,293 @@
+"""From a leader report to committed intents for every follower, then to their workers.
+
+The hot path: merge the report into the order's known state (in memory); if nothing
+changed, stop there (duplicates end here). Otherwise decide for every follower, commit
+the leader row, mirrors and intents in ONE transaction, and only then hand the intents
+to the followers' workers, which send them in parallel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+from copytrade.core.decide import Action, ActionKind, MirrorView, decide
+from copytrade.core.events import OrderReport
+from copytrade.core.ids import correlation_id
+from copytrade.core.leader import Merged, merge
+from copytrade.core.orders import MirrorState, Trigger
+from copytrade.core.sizing import (
+    Capital,
+    Caps,
+    NetPositions,
+    SizedOrder,
+    SizingRule,
+    Skip,
+    resize_total,
+    size_order,
+)
+from copytrade.core.sizing import LeaderOrder as SizingOrder
+from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.positions import PositionBook
+from copytrade.store.models import MirrorOrder
+from copytrade.store.repo import Store
+
+LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
+FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
+
+
+@dataclass
+class FollowerPlan:
+    """What the replicator needs to know of one follower."""
+
+    name: str
+    rule: SizingRule
+    caps: Caps
+    positions: PositionBook
+    submit: Callable[[int], None]  # hands an intent id to the follower's worker
+    shadow: bool = False
+    mirror_on_transit: bool = False
+    capital: float | None = None
+    stopped_reason: Callable[[], str | None] = lambda: None
+
+
+@dataclass
+class ReplicatorStats:
+    leader_reports: int = 0
+    duplicates: int = 0
+    intents: int = 0
+    skipped: int = 0
+    decide_seconds: list[float] = field(default_factory=list)
+
+
+class Replicator:
+    def __init__(self, store: Store, followers: list[FollowerPlan], updater: MirrorUpdater, *,
+                 lot_size: LotSizeFn, freeze_limit: FreezeFn, trading_date: Callable[[], date],
+                 leader_positions: PositionBook, leader_capital: float | None = None,
+                 wall: Callable[[], float] = time.time,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.followers = followers
+        self.updater = updater
+        self.lot_size = lot_size
+        self.freeze_limit = freeze_limit
+        self.trading_date = trading_date
+        self.leader_positions = leader_positions
+        self.leader_capital = leader_capital
+        self.wall = wall
+        self.on_change = on_change
+        self.leaders: dict[str, Merged] = {}
+        self.stats = ReplicatorStats()
+
+    # ---- leader side -----------------------------------------------------------------------
+
+    def on_leader_report(self, report: OrderReport) -> None:
+        seen_at = self.wall()
+        started = time.perf_counter()
+        self.stats.leader_reports += 1
+        known = self.leaders.get(report.order_id)
+        merged = merge(known, report)
+        if not merged.changed:
+            self.stats.duplicates += 1
+            return
+        self.leaders[report.order_id] = merged
+        leader = merged.report
+        submissions: list[tuple[FollowerPlan, int]] = []
+        with self.store.write():
+            self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
+            for follower in self.followers:
+                submissions += self._decide_for(follower, leader, seen_at)
+        previously_traded = known.report.traded_quantity if known else 0
+        self.leader_positions.apply_fill(leader.security_id, leader.product_type,
+                                         leader.transaction_type,
+                                         leader.traded_quantity - previously_traded)
+        for follower, intent_id in submissions:
+            follower.submit(intent_id)
+        self.stats.intents += len(submissions)
+        self.stats.decide_seconds.append(time.perf_counter() - started)
+        del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
+        self.on_change()
+
+    def _decide_for(self, follower: FollowerPlan, leader: OrderReport,
+                    seen_at: float) -> list[tuple[FollowerPlan, int]]:
+        mirror = self.store.mirror(leader.order_id, follower.name)
+        if mirror is None and follower.stopped_reason():
+            return self._record_skip(follower, leader, None, f"follower stopped: "
+                                     f"{follower.stopped_reason()}")
+        view = _view(mirror) if mirror is not None else None
+        positions = (NetPositions(mirror.leader_position_before, mirror.follower_position_before)
+                     if mirror is not None else self._positions_now(follower, leader))
+        actions = decide(leader, view, mirror_on_transit=follower.mirror_on_transit,
+                         size=lambda: self._size(follower, leader, view, positions))
+        submissions: list[tuple[FollowerPlan, int]] = []
+        for action in actions:
+            submissions += self._record(follower, leader, mirror, action, positions, seen_at)
+        return submissions
+
+    def _positions_now(self, follower: FollowerPlan, leader: OrderReport) -> NetPositions:
+        """Net positions with what is already on its way counted: two quick exits must
+        not each close the whole follower position."""
+        side, security, product = (leader.transaction_type, leader.security_id,
+                                   leader.product_type)
+        leader_working = sum(
+            m.report.remaining_quantity for oid, m in self.leaders.items()
+            if oid != leader.order_id and not m.report.is_terminal
+            and m.report.security_id == security and m.report.product_type == product
+            and m.report.transaction_type == side)
+        follower_working = self.store.open_quantity_on_side(follower.name, security, product,
+                                                            side)
+        sign = -1 if side == "SELL" else 1
+        return NetPositions(
+            leader_before=self.leader_positions.net(security, product) + sign * leader_working,
+            follower=follower.positions.net(security, product) + sign * follower_working)
+
+    def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
+              positions: NetPositions) -> SizedOrder | Skip:
+        lot_size = leader.lot_size or self.lot_size(leader.exchange_segment, leader.security_id)
+        capital = (Capital(self.leader_capital, follower.capital)
+                   if self.leader_capital is not None and follower.capital is not None else None)
+        order = SizingOrder.from_report(leader)
+        common = dict(capital=capital, positions=positions, caps=follower.caps,
+                      freeze_limit=self.freeze_limit(leader.security_id, leader.symbol),
+                      reference_price=leader.price or leader.trigger_price or None)
+        if view is None:
+            return size_order(follower.rule, order, lot_size, **common)
+        return resize_total(follower.rule, order, lot_size, view.filled_quantity, **common)
+
+    # ---- recording decisions ---------------------------------------------------------------
+
+    def _record(self, follower: FollowerPlan, leader: OrderReport, mirror: MirrorOrder | None,
+                action: Action, positions: NetPositions,
+                seen_at: float) -> list[tuple[FollowerPlan, int]]:
+        if action.kind is ActionKind.SKIP:
+            return self._record_skip(follower, leader, mirror, action.reason, positions)
+        if action.kind is ActionKind.PLACE:
+            return self._record_place(follower, leader, action, positions, seen_at, attempt=1)
+        assert mirror is not None
+        if action.kind is ActionKind.CANCEL:
+            if follower.shadow or mirror.shadow:
+                return []
+            intent = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
+            return [(follower, intent.id)]
+        if action.kind is ActionKind.MODIFY:
+            return self._record_modify(follower, leader, mirror, action)
+        return self._record_replace(follower, leader, mirror, action, positions, seen_at)
+
+    def _record_skip(self, follower: FollowerPlan, leader: OrderReport,
+                     mirror: MirrorOrder | None, reason: str,
+                     positions: NetPositions | None = None) -> list[tuple[FollowerPlan, int]]:
+        if mirror is None:
+            mirror = self._new_mirror(follower, leader, None, positions, attempt=1)
+        self.store.update_mirror(mirror, reason=reason)
+        self.store.apply_trigger(mirror, Trigger.SKIP, reason)
+        self.store.audit("skipped", reason, leader_order_id=leader.order_id,
+                         follower=follower.name)
+        self.stats.skipped += 1
+        return []
+
+    def _record_place(self, follower: FollowerPlan, leader: OrderReport, action: Action,
+                      positions: NetPositions, seen_at: float, *, attempt: int,
+                      carried: int = 0) -> list[tuple[FollowerPlan, int]]:
+        mirror = self._new_mirror(follower, leader, action, positions, attempt, carried)
+        if follower.shadow:
+            reason = f"shadow: would place {action.quantity}, not sent"
+            self.store.update_mirror(mirror, reason=reason)
+            self.store.apply_trigger(mirror, Trigger.SKIP, reason)
+            self.store.audit("shadow", reason, leader_order_id=leader.order_id,
+                             follower=follower.name)
+            return []
+        self.store.apply_trigger(mirror, Trigger.SUBMIT, f"{action.quantity} units")
+        request = {
+            "order": {
+                "security_id": leader.security_id,
+                "exchange_segment": leader.exchange_segment,
+                "transaction_type": leader.transaction_type,
+                "quantity": action.quantity,
+                "order_type": action.order_type,
+                "product_type": leader.product_type,
+                "price": action.price,
+                "trigger_price": action.trigger_price,
+                "disclosed_quantity": action.disclosed_quantity,
+                "validity": leader.validity,
+                "after_market_order": leader.after_market_order,
+            },
+            "slice": action.slice,
+            "seen_at": seen_at,
+        }
+        intent = self.store.add_intent(mirror, "PLACE", request)
+        return [(follower, intent.id)]
+
+    def _record_modify(self, follower: FollowerPlan, leader: OrderReport, mirror: MirrorOrder,
+                       action: Action) -> list[tuple[FollowerPlan, int]]:
+        own_quantity = action.quantity - mirror.carried_quantity
+        self.store.update_mirror(mirror, quantity=own_quantity, price=action.price,
+                                 trigger_price=action.trigger_price,
+                                 order_type=action.order_type,
+                                 disclosed_quantity=action.disclosed_quantity,
+                                 modifications=mirror.modifications + 1)
+        if follower.shadow or mirror.shadow:
+            return []
+        intent = self.store.add_intent(mirror, "MODIFY", {"modify": {
+            "order_type": action.order_type, "quantity": own_quantity, "price": action.price,
+            "trigger_price": action.trigger_price,
+            "disclosed_quantity": action.disclosed_quantity, "validity": leader.validity}})
+        return [(follower, intent.id)]
+
+    def _record_replace(self, follower: FollowerPlan, leader: OrderReport,
+                        mirror: MirrorOrder, action: Action, positions: NetPositions,
+                        seen_at: float) -> list[tuple[FollowerPlan, int]]:
+        """Cancel the old order, place the rest anew (Dhan allows 25 modifications)."""
+        cancel = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
+        carried = mirror.carried_quantity + mirror.filled_quantity
+        remainder = Action(ActionKind.PLACE, quantity=action.quantity - carried,
+                           price=action.price, trigger_price=action.trigger_price,
+                           order_type=action.order_type,
+                           disclosed_quantity=action.disclosed_quantity, slice=action.slice)
+        self.store.audit("replaced", f"{action.reason}: cancel and place "
+                         f"{remainder.quantity} anew", leader_order_id=leader.order_id,
+                         follower=follower.name)
+        placed = self._record_place(follower, leader, remainder, positions, seen_at,
+                                    attempt=mirror.attempt + 1, carried=carried)
+        return [(follower, cancel.id), *placed]
+
+    def _new_mirror(self, follower: FollowerPlan, leader: OrderReport, action: Action | None,
+                    positions: NetPositions | None, attempt: int,
+                    carried: int = 0) -> MirrorOrder:
+        return self.store.create_mirror(
+            leader_order=leader.order_id, follower=follower.name, leg=leader.leg,
+            attempt=attempt,
+            correlation_id=correlation_id(self.trading_date(), leader.order_id, follower.name,
+                                          leader.leg, attempt),
+            state=MirrorState.PLANNED.value, security_id=leader.security_id,
+            product_type=leader.product_type, transaction_type=leader.transaction_type,
+            quantity=action.quantity if action else 0, carried_quantity=carried,
+            price=action.price if action else 0.0,
+            trigger_price=action.trigger_price if action else 0.0,
+            order_type=action.order_type if action else leader.order_type,
+            disclosed_quantity=action.disclosed_quantity if action else 0,
+            sliced=action.slice if action else False, shadow=follower.shadow,
+            leader_position_before=positions.leader_before if positions else 0,
+            follower_position_before=positions.follower if positions else 0)
+
+    # ---- follower side --------------------------------------------------------------------
+
+    def on_follower_report(self, follower: str, report: OrderReport) -> None:
+        with self.store.write():
+            mirror = self.store.mirror_for_follower_order(follower, report.order_id,
+                                                          report.correlation_id)
+            if mirror is None:
+                return  # an order of the follower's own, not ours
+            self.updater.apply_report(mirror, report)
+        self.on_change()
+
+
+def _view(mirror: MirrorOrder) -> MirrorView:
+    return MirrorView(
+        state=MirrorState(mirror.state),
+        quantity=mirror.quantity + mirror.carried_quantity,
+        filled_quantity=mirror.filled_quantity + mirror.carried_quantity,
+        price=mirror.price, trigger_price=mirror.trigger_price, order_type=mirror.order_type,
+        modifications=mirror.modifications, sliced=mirror.sliced)
+

@@ -1,0 +1,273 @@
+"""One worker thread per follower: it sends that follower's committed intents in order,
+inside its rate limits, and records every outcome. One follower's slow or failing API
+never delays another's orders.
+
+Outcome rules (DESIGN.md): success -> recorded; refused -> rejected with Dhan's reason;
+throttled -> back off and send the same request again (it was not accepted); unknown ->
+look the order up by its correlation id, never resend blind; DH-901 -> this account
+stops, with a message saying how to refresh the token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from copytrade.core.events import OrderReport
+from copytrade.core.orders import MirrorState, Trigger
+from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind, PlaceRequest
+from copytrade.engine.limits import AccountLimiter
+from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.store.models import Intent, MirrorOrder
+from copytrade.store.repo import Store, legs_of
+
+log = logging.getLogger(__name__)
+
+THROTTLE_RETRIES = 8
+UNKNOWN_LOOKUPS = 3
+MAX_PLACE_ATTEMPTS = 3
+STOP = object()
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter; throttling waits at least a second (Dhan)."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.maximum, self.initial * 2**attempt)
+        return max(self.initial, self.rng.uniform(0, ceiling))
+
+
+class FollowerWorker:
+    def __init__(self, name: str, account: DhanAccount, store: Store, updater: MirrorUpdater,
+                 limiter: AccountLimiter, *, on_halt: Callable[[str, str], None],
+                 correlation_id_for: Callable[[MirrorOrder, int], str],
+                 backoff: Backoff | None = None, lookup_backoff: Backoff | None = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.name = name
+        self.account = account
+        self.store = store
+        self.updater = updater
+        self.limiter = limiter
+        self.on_halt = on_halt
+        self.correlation_id_for = correlation_id_for  # (mirror, attempt) -> correlation id
+        self.backoff = backoff or Backoff()
+        self.lookup_backoff = lookup_backoff or Backoff(initial=0.5, maximum=2.0)
+        self.wall = wall
+        self.last_sent_at = 0.0
+        self.halted_reason: str | None = None
+        self.stopping = threading.Event()
+        self.sent = 0
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name=f"follower-{name}", daemon=True)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, intent_id: int) -> None:
+        self._queue.put(intent_id)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the call in flight (and record it), then stop; queued intents stay
+        committed as SENDING for the next start to resolve."""
+        self.stopping.set()
+        self._queue.put(STOP)
+        self._thread.join(timeout)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is STOP or self.stopping.is_set():
+                return
+            if self.halted_reason:
+                continue  # the account is stopped; its intents stay SENDING
+            try:
+                self._execute(int(item))  # type: ignore[arg-type]
+            except Exception:  # one bad intent must not kill the follower's worker
+                log.exception("follower %s: intent %s failed", self.name, item)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; True means stop."""
+        return self.stopping.wait(seconds)
+
+    # ---- execution ----------------------------------------------------------------------
+
+    def _execute(self, intent_id: int) -> None:
+        intent = Intent.get_by_id(intent_id)
+        if intent.status != "SENDING":
+            return
+        request = json.loads(intent.request)
+        action = {"PLACE": self._place, "MODIFY": self._modify, "CANCEL": self._cancel}
+        action[intent.action](intent, request)
+
+    def _send(self, call: Callable[[], Outcome]) -> Outcome | None:
+        """Rate-limited send, retried while throttled; None when told to stop."""
+        for attempt in range(THROTTLE_RETRIES):
+            if not self.limiter.acquire():
+                return None
+            self.last_sent_at = self.wall()
+            outcome = call()
+            self.sent += 1
+            if outcome.kind is not OutcomeKind.THROTTLED:
+                return outcome
+            if self._wait(self.backoff.delay(attempt)):
+                return None
+        return outcome
+
+    def _halt(self, intent: Intent, outcome: Outcome) -> None:
+        reason = (f"token of follower {self.name} was refused ({outcome.code}): refresh it "
+                  "(web.dhan.co > My Profile > Access DhanHQ APIs) and restart")
+        self.halted_reason = reason
+        with self.store.write():
+            self.store.finish_intent(intent, "AUTH", outcome.describe())
+            self.store.audit("account_stopped", reason, follower=self.name)
+        self.on_halt(self.name, reason)
+
+    def _place(self, intent: Intent, request: dict) -> None:
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        outcome = self._send(lambda: self.account.place(
+            PlaceRequest(**request["order"]), mirror.correlation_id,
+            slice_order=bool(request.get("slice"))))
+        if outcome is None:
+            return
+        if outcome.kind is OutcomeKind.AUTH:
+            self._halt(intent, outcome)
+            return
+        if outcome.kind is OutcomeKind.UNKNOWN:
+            self._resolve_unknown_place(intent, request, outcome)
+            return
+        with self.store.write():
+            self.store.update_mirror(mirror, submitted_at=self.store.now(),
+                                     lag_ms=_lag_ms(request, self.last_sent_at))
+            if outcome.ok:
+                self.store.finish_intent(intent, "DONE", ",".join(outcome.data))
+                self.updater.adopt_order_ids(mirror, outcome.data)
+            else:
+                self.store.finish_intent(intent, "REFUSED", outcome.describe())
+                self.store.update_mirror(mirror, reason=outcome.describe())
+                self.store.apply_trigger(mirror, Trigger.REJECTED, outcome.describe())
+                self.store.audit("mirror_rejected", outcome.describe(), follower=self.name,
+                                 leader_order_id=mirror.leader_order_id)
+
+    def _resolve_unknown_place(self, intent: Intent, request: dict, first: Outcome) -> None:
+        """The order may exist: look it up by correlation id before anything else."""
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        for attempt in range(UNKNOWN_LOOKUPS):
+            if self._wait(self.lookup_backoff.delay(attempt)):
+                return
+            found = self.account.order_by_correlation(mirror.correlation_id)
+            if found.kind is OutcomeKind.AUTH:
+                self._halt(intent, found)
+                return
+            if found.ok:
+                reports: list[OrderReport] = found.data
+                with self.store.write():
+                    self.store.finish_intent(intent, "DONE", "adopted after " + first.describe())
+                    self.updater.adopt_order_ids(mirror, [r.order_id for r in reports])
+                    for report in reports:
+                        self.updater.apply_report(mirror, report)
+                return
+        self._next_attempt(intent, request, first)
+
+    def _next_attempt(self, intent: Intent, request: dict, first: Outcome) -> None:
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        reason = f"not found after an unknown outcome ({first.describe()})"
+        with self.store.write():
+            self.store.finish_intent(intent, "UNKNOWN", reason)
+            self.store.update_mirror(mirror, reason=reason)
+            self.store.apply_trigger(mirror, Trigger.NOT_FOUND, reason)
+            if mirror.attempt >= MAX_PLACE_ATTEMPTS:
+                self.store.audit("mirror_abandoned", f"{reason}; gave up after "
+                                 f"{mirror.attempt} attempts", follower=self.name,
+                                 leader_order_id=mirror.leader_order_id)
+                return
+            retry = self.updater.new_attempt(mirror, self.correlation_id_for(
+                mirror, mirror.attempt + 1))
+            next_intent = self.store.add_intent(retry, "PLACE", request)
+        self._execute(next_intent.id)
+
+    def _modify(self, intent: Intent, request: dict) -> None:
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        if not mirror.follower_order_id or MirrorState(mirror.state) not in (
+                MirrorState.ACCEPTED, MirrorState.PARTIALLY_FILLED, MirrorState.SUBMITTED):
+            with self.store.write():
+                self.store.finish_intent(intent, "SKIPPED", f"mirror is {mirror.state}")
+            return
+        order_id = mirror.follower_order_id
+        # A modify sets totals, so sending it again after an unknown outcome is safe.
+        outcome: Outcome | None = None
+        for attempt in range(UNKNOWN_LOOKUPS):
+            outcome = self._send(lambda: self.account.modify(order_id, **request["modify"]))
+            if outcome is None:
+                return
+            if outcome.kind is not OutcomeKind.UNKNOWN or self._wait(
+                    self.lookup_backoff.delay(attempt)):
+                break
+        assert outcome is not None
+        if outcome.kind is OutcomeKind.AUTH:
+            self._halt(intent, outcome)
+            return
+        with self.store.write():
+            status = "DONE" if outcome.ok else outcome.kind.value.upper()
+            self.store.finish_intent(intent, status, outcome.describe())
+            if not outcome.ok:
+                self.store.audit("modify_failed", outcome.describe(), follower=self.name,
+                                 leader_order_id=mirror.leader_order_id)
+
+    def _cancel(self, intent: Intent, request: dict) -> None:
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        open_legs = [order_id for order_id, (status, _, _) in legs_of(mirror).items()
+                     if status in ("TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED")]
+        if not legs_of(mirror):
+            with self.store.write():
+                self.store.finish_intent(intent, "SKIPPED", "no follower order to cancel")
+                if MirrorState(mirror.state) is MirrorState.SUBMITTED:
+                    self.store.apply_trigger(mirror, Trigger.CANCELED, "never placed")
+            return
+        results = []
+        for order_id in open_legs:
+            outcome = self._send(lambda oid=order_id: self.account.cancel(oid))
+            if outcome is None:
+                return
+            if outcome.kind is OutcomeKind.AUTH:
+                self._halt(intent, outcome)
+                return
+            results.append(outcome)
+            if not outcome.ok:  # already terminal, or unknown: read what it really is
+                self._refresh_leg(mirror, order_id)
+        with self.store.write():
+            failures = [r.describe() for r in results if not r.ok]
+            self.store.finish_intent(intent, "DONE" if not failures else "CHECKED",
+                                     "; ".join(failures))
+            mirror = self.store.mirror_by_id(mirror.id)
+            if any(r.ok for r in results):
+                self.store.apply_trigger(mirror, Trigger.REQUEST_CANCEL, request.get("reason", ""))
+
+    def _refresh_leg(self, mirror, order_id: str) -> None:
+        found = self.account.order(order_id)
+        if found.ok:
+            with self.store.write():
+                self.updater.apply_report(self.store.mirror_by_id(mirror.id), found.data)
+
+
+def _lag_ms(request: dict, sent_at: float) -> float | None:
+    """Leader order seen -> follower request sent, both wall-clock epoch seconds (the
+    request carries when the leader was seen, so the figure survives a restart)."""
+    seen = request.get("seen_at")
+    return round((sent_at - seen) * 1000, 3) if seen is not None else None
