@@ -17,6 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from copytrade import __version__
+from copytrade.cli.config_cmd import config_app
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
 from copytrade.cli.sim import sim
 from copytrade.errors import CopytradeError
@@ -68,6 +69,7 @@ def root(
 
 app.callback()(root)
 app.command("sim")(sim)
+app.add_typer(config_app, name="config")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
