@@ -18,7 +18,9 @@ import typer
 
 from copytrade import __version__
 from copytrade.cli.config_cmd import config_app
+from copytrade.cli.demo import demo
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
+from copytrade.cli.follow import follow
 from copytrade.cli.sim import sim
 from copytrade.errors import CopytradeError
 
@@ -69,6 +71,8 @@ def root(
 
 app.callback()(root)
 app.command("sim")(sim)
+app.command("follow")(follow)
+app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 
 

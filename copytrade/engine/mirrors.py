@@ -1,6 +1,7 @@
 """Applying what a follower's broker reports to its mirror rows: the one place both the
 follower's order stream and the worker's replies and lookups go through. Callers hold
-`Store.write()`."""
+`Store.write()`; each method reads the mirror afresh inside it, because the stream and
+the worker write the same row from two threads."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ class MirrorUpdater:
         self.positions = positions
         self.on_change = on_change
 
-    def adopt_order_ids(self, mirror: MirrorOrder, order_ids: list[str]) -> None:
+    def adopt_order_ids(self, mirror_id: int, order_ids: list[str]) -> None:
+        mirror = self.store.mirror_by_id(mirror_id)  # fresh: the stream may have written
         legs = legs_of(mirror)
         for order_id in order_ids:
             legs.setdefault(order_id, ["TRANSIT", 0, 0])
@@ -47,7 +49,8 @@ class MirrorUpdater:
         self.store.update_mirror(mirror, legs=json.dumps(legs), follower_order_id=first)
         self._step(mirror, aggregate_trigger(legs, mirror.quantity), "order accepted")
 
-    def apply_report(self, mirror: MirrorOrder, report: OrderReport) -> None:
+    def apply_report(self, mirror_id: int, report: OrderReport) -> None:
+        mirror = self.store.mirror_by_id(mirror_id)  # fresh: a worker may have written
         legs = legs_of(mirror)
         previous = legs.get(report.order_id, ["TRANSIT", 0, report.quantity])
         status = (report.status if status_rank(report.status) >= status_rank(previous[0])

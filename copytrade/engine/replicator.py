@@ -279,7 +279,7 @@ class Replicator:
                                                           report.correlation_id)
             if mirror is None:
                 return  # an order of the follower's own, not ours
-            self.updater.apply_report(mirror, report)
+            self.updater.apply_report(mirror.id, report)
         self.on_change()
 
 

@@ -153,11 +153,12 @@ class FollowerWorker:
             self._resolve_unknown_place(intent, request, outcome)
             return
         with self.store.write():
+            mirror = self.store.mirror_by_id(mirror.id)
             self.store.update_mirror(mirror, submitted_at=self.store.now(),
                                      lag_ms=_lag_ms(request, self.last_sent_at))
             if outcome.ok:
                 self.store.finish_intent(intent, "DONE", ",".join(outcome.data))
-                self.updater.adopt_order_ids(mirror, outcome.data)
+                self.updater.adopt_order_ids(mirror.id, outcome.data)
             else:
                 self.store.finish_intent(intent, "REFUSED", outcome.describe())
                 self.store.update_mirror(mirror, reason=outcome.describe())
@@ -179,16 +180,16 @@ class FollowerWorker:
                 reports: list[OrderReport] = found.data
                 with self.store.write():
                     self.store.finish_intent(intent, "DONE", "adopted after " + first.describe())
-                    self.updater.adopt_order_ids(mirror, [r.order_id for r in reports])
+                    self.updater.adopt_order_ids(mirror.id, [r.order_id for r in reports])
                     for report in reports:
-                        self.updater.apply_report(mirror, report)
+                        self.updater.apply_report(mirror.id, report)
                 return
         self._next_attempt(intent, request, first)
 
     def _next_attempt(self, intent: Intent, request: dict, first: Outcome) -> None:
-        mirror = self.store.mirror_by_id(intent.mirror_id)
         reason = f"not found after an unknown outcome ({first.describe()})"
         with self.store.write():
+            mirror = self.store.mirror_by_id(intent.mirror_id)
             self.store.finish_intent(intent, "UNKNOWN", reason)
             self.store.update_mirror(mirror, reason=reason)
             self.store.apply_trigger(mirror, Trigger.NOT_FOUND, reason)
@@ -263,7 +264,7 @@ class FollowerWorker:
         found = self.account.order(order_id)
         if found.ok:
             with self.store.write():
-                self.updater.apply_report(self.store.mirror_by_id(mirror.id), found.data)
+                self.updater.apply_report(mirror.id, found.data)
 
 
 def _lag_ms(request: dict, sent_at: float) -> float | None:

@@ -96,7 +96,9 @@ class Store:
     def apply_trigger(self, mirror: MirrorOrder, trigger: Trigger, detail: str = "") -> Transition:
         """Move a mirror through the state machine and record the event (same transaction
         as the caller's other writes)."""
-        before = MirrorState(mirror.state)
+        # The row, not the object: another thread may have moved it since it was read.
+        before = MirrorState(MirrorOrder.select(MirrorOrder.state)
+                             .where(MirrorOrder.id == mirror.id).scalar())
         step = transition(before, trigger)
         if step.changed:
             self.update_mirror(mirror, state=step.state.value)

@@ -1,0 +1,69 @@
+"""`copytrade demo`: follow, against the built-in emulator, a scripted leader session."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+
+def demo(
+    duration: Annotated[float, typer.Option(
+        min=5, max=60, help="Longest the demo runs, in seconds (it ends sooner when the "
+        "script is done and every mirror has settled).")] = 30.0,
+) -> None:
+    """See copytrade work: no account, no network.
+
+    Starts the Dhan emulator in-process, a leader placing equity market and limit orders,
+    F&O in lots, a stop-loss, a modification, a cancellation, partial fills and one order
+    "in Dhan's app", and two followers sized differently; shows follow's live table, then
+    a summary with the latency figures.
+    """
+    from rich.console import Console
+
+    from copytrade.cli.follow import run_engine
+    from copytrade.cli.logs import log_to_file
+    from copytrade.cli.render import summary_table
+    from copytrade.config import load_config, require_valid
+    from copytrade.demo import demo_world, leader_session, wait_until
+    from copytrade.engine.follow import FollowEngine
+    from copytrade.store.db import open_store
+    from copytrade.store.queries import lags_ms, recent_orders
+    from copytrade.store.repo import Store
+
+    console = Console()
+    with demo_world() as world:
+        log_to_file(world.home / "logs")
+        config = load_config(world.config_path)
+        tokens = require_valid(config, world.environ, secrets_file=world.home / "secrets.toml")
+        store = Store(open_store(world.home / "copytrade.db"), lambda: datetime.now(UTC))
+        engine = FollowEngine(config, tokens, store, limits_path=world.home / "limits.db")
+        engine.prepare()
+        stop = threading.Event()
+        script_log: list[str] = []
+
+        def script() -> None:
+            if wait_until(lambda: engine.status.leader_stream.state == "connected", stop, 20):
+                script_log.extend(leader_session(world, stop))
+                wait_until(lambda: settled(store), stop, 10)
+            engine.stop()
+
+        runner = threading.Thread(target=script, name="demo-leader", daemon=True)
+        runner.start()
+        try:
+            run_engine(engine, console, duration, title="copytrade demo")
+        finally:
+            stop.set()
+            runner.join(10)
+        followers = [f.name for f in engine.followers]
+        console.print(summary_table(recent_orders(100), followers, lags_ms()))
+        console.print(f"leader session: {len(script_log)} steps; the emulator, its accounts "
+                      "and the demo's database were temporary.", highlight=False)
+
+
+def settled(store) -> bool:
+    from copytrade.store.models import Intent
+
+    return not Intent.select().where(Intent.status == "SENDING").exists()

@@ -1,0 +1,153 @@
+"""`copytrade follow`: mirror the leader's orders onto every follower until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from copytrade.cli.config_cmd import ConfigOption
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from rich.console import Console
+
+    from copytrade.engine.follow import FollowEngine
+
+REFRESH_SECONDS = 0.25
+LIVE_ROWS = 25
+
+
+def follow(
+    config: ConfigOption = None,
+    duration: Annotated[float | None, typer.Option(
+        min=0, help="Stop by itself after this many seconds (default: run until Ctrl-C).",
+    )] = None,
+) -> None:
+    """Mirror every leader order onto every follower, exactly once, until Ctrl-C.
+
+    Shows a live table on a terminal, plain log lines otherwise. Ctrl-C lets calls in
+    flight finish and be recorded. One follow per home (COPYTRADE_HOME).
+    """
+    from rich.console import Console
+
+    from copytrade.cli.logs import log_to_file
+    from copytrade.config import load_config, require_valid
+    from copytrade.engine.follow import FollowEngine
+    from copytrade.engine.lock import acquire_follow_lock
+    from copytrade.home import home_paths
+    from copytrade.store.db import open_store
+    from copytrade.store.repo import Store
+
+    paths = home_paths()
+    loaded = load_config(config)
+    tokens = require_valid(loaded)
+    paths.create_dirs()
+    lock = acquire_follow_lock(paths.data_dir / "follow.lock")
+    try:
+        log_to_file(paths.log_dir)
+        store = Store(open_store(paths.database_file), lambda: datetime.now(UTC))
+        engine = FollowEngine(loaded, tokens, store, limits_path=paths.data_dir / "limits.db")
+        engine.prepare()
+        run_engine(engine, Console(), duration)
+    finally:
+        lock.close()
+
+
+@contextmanager
+def stop_on_signals(engine: FollowEngine) -> Iterator[None]:
+    previous = {signum: signal.signal(signum, lambda _s, _f: engine.stop())
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_engine(engine: FollowEngine, console: Console, duration: float | None, *,
+               title: str = "copytrade follow") -> None:
+    """Run the engine in its own thread; show it here until it ends, is told to stop, or
+    `duration` passes. Re-raises what stopped the engine (e.g. the leader's AuthError)."""
+    import asyncio
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(engine.run())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="follow-engine", daemon=True)
+    deadline = time.monotonic() + duration if duration is not None else None
+    with stop_on_signals(engine):
+        worker.start()
+        show = _live if console.is_terminal else _plain
+        show(engine, console, worker, deadline, title)
+        engine.stop()
+        worker.join(60)
+    if failure:
+        raise failure[0]
+
+
+def _running(worker: threading.Thread, deadline: float | None) -> bool:
+    return worker.is_alive() and (deadline is None or time.monotonic() < deadline)
+
+
+def _view(engine: FollowEngine):
+    from copytrade.cli.render import follow_view
+    from copytrade.store.queries import recent_orders
+
+    stats = engine.replicator.stats if engine.replicator else None
+    counters = {"frames": stats.leader_reports if stats else 0,
+                "duplicates": stats.duplicates if stats else 0,
+                "intents": stats.intents if stats else 0,
+                "skipped": stats.skipped if stats else 0,
+                "catch-ups": engine.status.catch_ups}
+    stream = engine.status.leader_stream
+    return follow_view(recent_orders(LIVE_ROWS), [f.name for f in engine.followers],
+                       stream.state, stream.detail, counters, engine.status.stopped_followers)
+
+
+def _live(engine: FollowEngine, console: Console, worker: threading.Thread,
+          deadline: float | None, title: str) -> None:
+    from rich.live import Live
+
+    console.print(f"[bold]{title}[/bold]  (Ctrl-C to stop)")
+    with Live(_view(engine), console=console, refresh_per_second=4) as live:
+        while _running(worker, deadline):
+            time.sleep(REFRESH_SECONDS)
+            live.update(_view(engine))
+
+
+def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
+           deadline: float | None, title: str) -> None:
+    """Not a terminal: one line per state change and audit event, as they happen."""
+    from copytrade.store.queries import audit_events_after, state_events_after
+
+    console.print(f"{title}: started", highlight=False)
+    last_state = last_audit = 0
+    while True:
+        running = _running(worker, deadline)
+        for event in state_events_after(last_state):
+            last_state = event.id
+            mirror = event.mirror
+            console.print(f"{event.at:%H:%M:%S} {mirror.follower} leader "
+                          f"{mirror.leader_order_id}: {event.from_state} -> {event.to_state}"
+                          f"{' (' + event.detail + ')' if event.detail else ''}",
+                          highlight=False, soft_wrap=True)
+        for audit in audit_events_after(last_audit):
+            last_audit = audit.id
+            console.print(f"{audit.at:%H:%M:%S} {audit.kind}: {audit.message}",
+                          highlight=False, soft_wrap=True)
+        if not running:
+            return
+        time.sleep(REFRESH_SECONDS)
+

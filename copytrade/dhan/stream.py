@@ -1,0 +1,424 @@
+"""Our own client for Dhan's order-update stream (the SDK's prints the token and cannot stop).
+
+One `LeaderStream` keeps one account's stream open until `stop()`: connect, send Dhan's login,
+turn every message into an `OrderReport` (`frames.parse_frame`) for `on_report`. Any
+disconnect or failure goes through exponential backoff with full jitter and tries again,
+forever. Dhan sends no login acknowledgement and no heartbeat, so liveness is websockets'
+ping/pong keepalive: a server that stops answering pings is closed and reconnected.
+
+Dhan refuses a bad login by closing the socket (1008). That is reported as "login refused" and
+retried with backoff like any disconnect; the owner learns of an expired token from REST
+(DH-901) and calls `stop()`.
+
+The token goes into exactly one place, the login message. It is never logged, never put in a
+state detail or exception text, and websockets' DEBUG frame logging is shut off for our
+connections (it would print the login message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.uri import parse_uri
+
+from copytrade.core.events import OrderReport
+from copytrade.dhan.frames import MalformedFrame, parse_frame
+
+__all__ = ["LeaderStream", "StreamState"]
+
+log = logging.getLogger(__name__)
+
+LOGIN_MSG_CODE = 42
+CLOSE_POLICY_VIOLATION = 1008  # Dhan's answer to a bad login
+CLOSE_TIMEOUT = 1.0  # closing handshake budget: a stalled server must not hold up a reconnect
+STABLE_AFTER = 30.0  # a connection up this long resets the backoff even if it carried nothing
+EXCERPT_CHARS = 200  # of a malformed message, for on_malformed
+DETAIL_CHARS = 160
+
+_T = TypeVar("_T")
+
+
+class StreamState(StrEnum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # login sent (Dhan never acknowledges one)
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+class _NeverDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A logger that drops DEBUG whatever level is configured: websockets logs every frame
+    at DEBUG, and our first frame carries the token."""
+
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and self.logger.isEnabledFor(level)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        return None
+
+
+_wire_log = _NeverDebug(logging.getLogger(f"{__name__}.wire"), {})
+
+
+class _Secret:
+    """Holds the token so that no repr, vars() dump or traceback-with-locals shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+
+class _CatchUpFailed(Exception):
+    """on_connected raised: the connection is dropped so the next login runs it again."""
+
+
+def _log_malformed(reason: str, excerpt: str) -> None:
+    log.warning("order stream: skipped a malformed message: %s", reason)
+
+
+def _log_state(state: StreamState, detail: str) -> None:
+    log.info("order stream %s: %s", state, detail)
+
+
+class LeaderStream:
+    """The order-update stream of one account, reconnecting until stop()."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        token: str,
+        *,
+        on_report: Callable[[OrderReport], None],
+        on_malformed: Callable[[str, str], None] = _log_malformed,
+        on_state: Callable[[StreamState, str], None] = _log_state,
+        on_connected: Callable[[], Awaitable[None] | None] | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ping_interval: float = 10.0,
+        ping_timeout: float = 10.0,
+        open_timeout: float = 10.0,
+        stable_after: float = STABLE_AFTER,
+    ) -> None:
+        if not 0 < backoff_initial <= backoff_max:
+            raise ValueError("need 0 < backoff_initial <= backoff_max")
+        try:
+            where = parse_uri(url)
+        except InvalidURI:
+            raise ValueError(f"not a websocket URL: {url!r}") from None
+        self._url = url
+        self._where = f"{where.host}:{where.port}"
+        self._client_id = client_id
+        self._token = _Secret(token)
+        self._on_report = on_report
+        self._on_malformed = on_malformed
+        self._on_state = on_state
+        self._on_connected = on_connected
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._open_timeout = open_timeout
+        self._stable_after = stable_after
+
+        self._state = StreamState.STOPPED
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._current: asyncio.Future[Any] | None = None  # what stop() cancels
+        self._failures = 0  # consecutive unproductive connections: the backoff exponent
+        self._logins = 0
+        self._frames = 0
+        self._malformed = 0
+        self._last_frame_at: float | None = None
+        # Per connection:
+        self._ws: ClientConnection | None = None
+        self._connected_at: float | None = None
+        self._delivered = False
+        self._forced: str | None = None
+        self._held: list[OrderReport] | None = None  # reports waiting for on_connected
+        self._closing: set[asyncio.Task[None]] = set()  # keeps close tasks referenced
+
+    def __repr__(self) -> str:
+        return f"<LeaderStream {self._client_id} {self._where} {self._state}>"
+
+    # ----- observable state ----------------------------------------------------------------
+
+    @property
+    def state(self) -> StreamState:
+        return self._state
+
+    @property
+    def reconnects(self) -> int:
+        """Logins after the first one."""
+        return max(self._logins - 1, 0)
+
+    @property
+    def frames(self) -> int:
+        """Messages received, malformed and non-order ones included."""
+        return self._frames
+
+    @property
+    def malformed(self) -> int:
+        return self._malformed
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """time.monotonic() of the last message received."""
+        return self._last_frame_at
+
+    # ----- control ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep the stream open until stop(); never gives up, never raises for the network."""
+        if self._loop is not None:
+            raise RuntimeError("LeaderStream.run() is already running")
+        self._loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping:
+                why = await self._until_stopped(self._session())
+                if self._stopping or why is None:
+                    break
+                self._count_outcome()
+                delay = self._next_delay()
+                self._set_state(StreamState.BACKOFF, f"{why}; retrying in {delay:.2f}s")
+                await self._until_stopped(self._sleep(delay))
+        finally:
+            self._loop = None
+            self._set_state(StreamState.STOPPED, "stopped")
+
+    def stop(self) -> None:
+        """Make run() return promptly, from any state; safe from any thread. Final."""
+        self._stopping = True
+        loop = self._loop
+        if loop is None:
+            return  # not running: a later run() returns at once
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._interrupt()
+        else:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nothing to stop
+                loop.call_soon_threadsafe(self._interrupt)
+
+    async def force_reconnect(self, reason: str) -> None:
+        """Close the current connection (a watchdog saw it stall); run() backs off and
+        reconnects. A no-op while not connected. Call it on run()'s event loop."""
+        ws = self._ws
+        if ws is None:
+            return
+        self._forced = self._redact(reason)[:DETAIL_CHARS]
+        await ws.close(reason="reconnect")
+
+    def _interrupt(self) -> None:
+        if self._current is not None:
+            self._current.cancel()
+
+    async def _until_stopped(self, work: Awaitable[_T]) -> _T | None:
+        """Run one phase (a connection or a backoff sleep) that stop() can cancel."""
+        task = asyncio.ensure_future(work)
+        if self._stopping:  # stop() came from a callback between two phases
+            task.cancel()
+        self._current = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stopping and current is not None and current.cancelling() == 0:
+                return None  # cancelled by stop(), not by whoever runs us
+            raise
+        finally:
+            self._current = None
+
+    # ----- one connection --------------------------------------------------------------
+
+    async def _session(self) -> str:
+        """Connect, log in, read until the connection ends; returns why it ended."""
+        self._ws, self._connected_at, self._delivered, self._forced = None, None, False, None
+        self._held = None
+        self._set_state(StreamState.CONNECTING, f"connecting to {self._where}")
+        try:
+            async with connect(
+                self._url,
+                open_timeout=self._open_timeout,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_timeout,
+                close_timeout=CLOSE_TIMEOUT,
+                logger=_wire_log,
+            ) as ws:
+                await self._serve(ws)
+        except ConnectionClosed as closed:
+            return self._closed_detail(closed)
+        except _CatchUpFailed as failed:
+            return str(failed)
+        except Exception as exc:  # OSError, TimeoutError, InvalidHandshake, and bugs
+            return self._failure_detail(exc)
+        finally:
+            self._ws = None
+        return "connection ended"  # _serve only leaves through an exception
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        login = {"LoginReq": {"MsgCode": LOGIN_MSG_CODE, "ClientId": self._client_id,
+                              "Token": self._token.reveal()}, "UserType": "SELF"}
+        await ws.send(json.dumps(login))
+        del login
+        self._ws, self._connected_at = ws, time.monotonic()
+        self._logins += 1
+        self._set_state(StreamState.CONNECTED, f"login sent for {self._client_id}")
+        catch_up = self._start_catch_up()
+        try:
+            while True:
+                self._on_message(await ws.recv())
+        finally:
+            if catch_up is not None and not catch_up.done():
+                catch_up.cancel()  # the next login runs its own
+
+    def _on_message(self, message: str | bytes) -> None:
+        self._frames += 1
+        self._last_frame_at = time.monotonic()
+        try:
+            report = parse_frame(message)
+        except MalformedFrame as bad:
+            self._malformed += 1
+            _call(self._on_malformed, str(bad), _excerpt(message))
+            return
+        if report is None:
+            return
+        self._delivered = True
+        if self._held is not None:
+            self._held.append(report)
+        else:
+            _call(self._on_report, report)
+
+    # ----- the owner's catch-up barrier --------------------------------------------------
+
+    def _start_catch_up(self) -> asyncio.Future[Any] | None:
+        """Call on_connected. While an async one runs, the socket keeps being read (so pings
+        are answered) and reports are held, then delivered in order once it finishes."""
+        if self._on_connected is None:
+            return None
+        try:
+            pending = self._on_connected()
+        except Exception as exc:
+            log.error("order stream: on_connected failed", exc_info=True)
+            raise _CatchUpFailed(f"catch-up failed: {type(exc).__name__}") from None
+        if not inspect.isawaitable(pending):
+            return None
+        self._held = []
+        catch_up = asyncio.ensure_future(pending)
+        ws = self._ws
+        catch_up.add_done_callback(lambda done: self._catch_up_done(done, ws))
+        return catch_up
+
+    def _catch_up_done(self, done: asyncio.Future[Any], ws: ClientConnection | None) -> None:
+        if done.cancelled() or ws is not self._ws:
+            return  # that connection is gone; its held reports go with it
+        held, self._held = self._held or [], None
+        failure = done.exception()
+        if failure is not None:
+            log.error("order stream: on_connected failed", exc_info=failure)
+            # Drop the connection: the next login runs the catch-up again, and it covers
+            # what was held here.
+            self._forced = f"catch-up failed: {type(failure).__name__}"
+            if ws is not None:
+                closing = asyncio.ensure_future(ws.close(reason="catch-up failed"))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            return
+        for report in held:
+            _call(self._on_report, report)
+
+    # ----- backoff -----------------------------------------------------------------------
+
+    def _count_outcome(self) -> None:
+        """A connection that delivered, or stayed up a while, resets the backoff."""
+        up_since = self._connected_at
+        lasted = up_since is not None and time.monotonic() - up_since >= self._stable_after
+        self._failures = 0 if (self._delivered or lasted) else self._failures + 1
+
+    def _next_delay(self) -> float:
+        """Full jitter: uniform in [0, min(max, initial * 2**(failures - 1))]."""
+        exponent = min(max(self._failures - 1, 0), 64)
+        ceiling = min(self._backoff_max, self._backoff_initial * 2.0**exponent)
+        return self._rng.uniform(0.0, ceiling)
+
+    # ----- reporting -----------------------------------------------------------------------
+
+    def _set_state(self, state: StreamState, detail: str) -> None:
+        self._state = state
+        _call(self._on_state, state, self._redact(detail))
+
+    def _closed_detail(self, closed: ConnectionClosed) -> str:
+        if self._forced is not None:
+            return f"reconnect forced: {self._forced}"
+        rcvd, sent = closed.rcvd, closed.sent
+        if rcvd is not None:
+            code = f"{rcvd.code} {rcvd.reason}" if rcvd.reason else str(rcvd.code)
+            if rcvd.code == CLOSE_POLICY_VIOLATION:
+                return self._redact(f"login refused (server closed {code})")
+            return self._redact(f"closed by server ({code})")
+        if sent is not None and "keepalive" in sent.reason:
+            return "no pong within the ping timeout (stalled connection)"
+        return "connection lost (no close frame)"
+
+    def _failure_detail(self, exc: Exception) -> str:
+        detail = _describe_failure(exc)
+        if detail.startswith("unexpected"):  # a bug: say what, without a traceback's locals
+            log.error("order stream: %s: %s", detail, self._redact(str(exc)))
+        return self._redact(detail)
+
+    def _redact(self, text: str) -> str:
+        token = self._token.reveal()
+        if token and token in text:
+            text = text.replace(token, "<token>")
+        return text[:DETAIL_CHARS]
+
+
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connect failed: connection refused"
+    if isinstance(exc, TimeoutError):
+        return "connect failed: timed out"
+    if isinstance(exc, InvalidStatus):
+        return f"connect failed: HTTP {exc.response.status_code}"
+    if isinstance(exc, OSError):
+        return f"connect failed: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, InvalidHandshake):
+        return f"connect failed: {type(exc).__name__}"
+    return f"unexpected {type(exc).__name__}"
+
+
+def _excerpt(message: str | bytes) -> str:
+    if isinstance(message, bytes):
+        return message[:EXCERPT_CHARS].decode("utf-8", "replace")
+    return message[:EXCERPT_CHARS]
+
+
+def _call(callback: Callable[..., object], *args: object) -> None:
+    """Callbacks belong to the owner: a failing one is logged, the stream keeps running."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("order stream: %s raised", getattr(callback, "__name__", "callback"))

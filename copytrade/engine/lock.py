@@ -1,0 +1,28 @@
+"""One `follow` per home: an exclusive lock on a file, released by the OS if we die."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from copytrade.errors import AlreadyRunningError
+
+
+def acquire_follow_lock(path: Path) -> IO[str]:
+    """Hold the returned file open for as long as follow runs."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    handle = os.fdopen(descriptor, "r+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise AlreadyRunningError(f"copytrade follow is already running on this home "
+                                  f"(pid {holder}); stop it first") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
