@@ -41,3 +41,11 @@ def api(make_api: Callable[..., dhanhq]) -> dhanhq:
     return make_api()
 
 
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Emulator]:
+    """The emulator on the wall clock: for follow tests, whose rate limits and backoffs
+    must see time pass."""
+    with Emulator(seed=7) as emulator:
+        yield emulator

@@ -1,0 +1,27 @@
+"""follow end to end: the real SDK places leader orders on the emulator, the engine
+mirrors them through its own stream client and the SDK onto the followers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from followtools import follower, running_follow
+
+from copytrade.sim.server import Emulator
+
+
+def test_market_order_is_mirrored_once_on_each_follower(live_sim: Emulator,
+                                                        tmp_path: Path) -> None:
+    one, two = follower("f1", "1000000002"), follower("f2", "1000000003", "fixed_lots = 3")
+    with running_follow(live_sim, tmp_path, [one, two]) as run:
+        reply = run.leader_api.place_order("1333", "NSE_EQ", "BUY", 10, "MARKET", "CNC", 0)
+        assert reply["status"] == "success"
+        run.wait_for(lambda: run.mirror_states("f1") == ["FILLED"]
+                      and run.mirror_states("f2") == ["FILLED"])
+        assert [(o["quantity"], o["orderStatus"]) for o in run.follower_book(one)] == [
+            (10, "TRADED")]
+        assert [(o["quantity"], o["orderStatus"]) for o in run.follower_book(two)] == [
+            (3, "TRADED")]
+        [mirror] = run.mirrors("f1")
+        assert mirror.leader_order_id == reply["data"]["orderId"]
+        assert mirror.lag_ms is not None and mirror.lag_ms >= 0
