@@ -79,6 +79,7 @@ class Replicator:
         self.wall = wall
         self.on_change = on_change
         self.leaders: dict[str, Merged] = {}
+        self._working: dict[tuple[str, str, str], dict[str, int]] = {}
         self.stats = ReplicatorStats()
 
     # ---- leader side -----------------------------------------------------------------------
@@ -99,6 +100,7 @@ class Replicator:
             self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
             for follower in self.followers:
                 submissions += self._decide_for(follower, leader, seen_at)
+        self._track_working(leader)
         previously_traded = known.report.traded_quantity if known else 0
         self.leader_positions.apply_fill(leader.security_id, leader.product_type,
                                          leader.transaction_type,
@@ -128,20 +130,28 @@ class Replicator:
 
     def _positions_now(self, follower: FollowerPlan, leader: OrderReport) -> NetPositions:
         """Net positions with what is already on its way counted: two quick exits must
-        not each close the whole follower position."""
+        not each close the whole follower position. The follower's working orders are
+        read only when the leader's order is an exit."""
         side, security, product = (leader.transaction_type, leader.security_id,
                                    leader.product_type)
-        leader_working = sum(
-            m.report.remaining_quantity for oid, m in self.leaders.items()
-            if oid != leader.order_id and not m.report.is_terminal
-            and m.report.security_id == security and m.report.product_type == product
-            and m.report.transaction_type == side)
-        follower_working = self.store.open_quantity_on_side(follower.name, security, product,
-                                                            side)
         sign = -1 if side == "SELL" else 1
-        return NetPositions(
-            leader_before=self.leader_positions.net(security, product) + sign * leader_working,
-            follower=follower.positions.net(security, product) + sign * follower_working)
+        working = self._working.get((security, product, side), {})
+        leader_working = sum(q for oid, q in working.items() if oid != leader.order_id)
+        leader_before = self.leader_positions.net(security, product) + sign * leader_working
+        follower_net = follower.positions.net(security, product)
+        if leader_before * sign < 0:  # the order reduces the leader's position: an exit
+            follower_net += sign * self.store.open_quantity_on_side(
+                follower.name, security, product, side)
+        return NetPositions(leader_before=leader_before, follower=follower_net)
+
+    def _track_working(self, leader: OrderReport) -> None:
+        """Remaining quantity of the leader's open orders, by instrument and side."""
+        key = (leader.security_id, leader.product_type, leader.transaction_type)
+        working = self._working.setdefault(key, {})
+        if leader.is_terminal or leader.remaining_quantity == 0:
+            working.pop(leader.order_id, None)
+        else:
+            working[leader.order_id] = leader.remaining_quantity
 
     def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
               positions: NetPositions) -> SizedOrder | Skip:
@@ -179,9 +189,13 @@ class Replicator:
                      mirror: MirrorOrder | None, reason: str,
                      positions: NetPositions | None = None) -> list[tuple[FollowerPlan, int]]:
         if mirror is None:
-            mirror = self._new_mirror(follower, leader, None, positions, attempt=1)
-        self.store.update_mirror(mirror, reason=reason)
-        self.store.apply_trigger(mirror, Trigger.SKIP, reason)
+            mirror = self._new_mirror(follower, leader, None, positions, 1,
+                                      state=MirrorState.SKIPPED, reason=reason)
+            self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SKIPPED,
+                                    Trigger.SKIP, reason)
+        else:
+            self.store.update_mirror(mirror, reason=reason)
+            self.store.apply_trigger(mirror, Trigger.SKIP, reason)
         self.store.audit("skipped", reason, leader_order_id=leader.order_id,
                          follower=follower.name)
         self.stats.skipped += 1
@@ -190,15 +204,21 @@ class Replicator:
     def _record_place(self, follower: FollowerPlan, leader: OrderReport, action: Action,
                       positions: NetPositions, seen_at: float, *, attempt: int,
                       carried: int = 0) -> list[tuple[FollowerPlan, int]]:
-        mirror = self._new_mirror(follower, leader, action, positions, attempt, carried)
         if follower.shadow:
             reason = f"shadow: would place {action.quantity}, not sent"
-            self.store.update_mirror(mirror, reason=reason)
-            self.store.apply_trigger(mirror, Trigger.SKIP, reason)
+            mirror = self._new_mirror(follower, leader, action, positions, attempt, carried,
+                                      MirrorState.SKIPPED, reason)
+            self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SKIPPED,
+                                    Trigger.SKIP, reason)
             self.store.audit("shadow", reason, leader_order_id=leader.order_id,
                              follower=follower.name)
             return []
-        self.store.apply_trigger(mirror, Trigger.SUBMIT, f"{action.quantity} units")
+        # Created straight in SUBMITTED (PLANNED -> SUBMITTED recorded): the row and its
+        # intent commit together, before anything is sent.
+        mirror = self._new_mirror(follower, leader, action, positions, attempt, carried,
+                                  MirrorState.SUBMITTED)
+        self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SUBMITTED,
+                                Trigger.SUBMIT, f"{action.quantity} units")
         request = {
             "order": {
                 "security_id": leader.security_id,
@@ -253,14 +273,14 @@ class Replicator:
         return [(follower, cancel.id), *placed]
 
     def _new_mirror(self, follower: FollowerPlan, leader: OrderReport, action: Action | None,
-                    positions: NetPositions | None, attempt: int,
-                    carried: int = 0) -> MirrorOrder:
+                    positions: NetPositions | None, attempt: int, carried: int = 0,
+                    state: MirrorState = MirrorState.PLANNED, reason: str = "") -> MirrorOrder:
         return self.store.create_mirror(
             leader_order=leader.order_id, follower=follower.name, leg=leader.leg,
             attempt=attempt,
             correlation_id=correlation_id(self.trading_date(), leader.order_id, follower.name,
                                           leader.leg, attempt),
-            state=MirrorState.PLANNED.value, security_id=leader.security_id,
+            state=state.value, reason=reason, security_id=leader.security_id,
             product_type=leader.product_type, transaction_type=leader.transaction_type,
             quantity=action.quantity if action else 0, carried_quantity=carried,
             price=action.price if action else 0.0,

@@ -109,7 +109,7 @@ class FollowerWorker:
     # ---- execution ----------------------------------------------------------------------
 
     def _execute(self, intent_id: int) -> None:
-        intent = Intent.get_by_id(intent_id)
+        intent = self.store.intent_by_id(intent_id)
         if intent.status != "SENDING":
             return
         request = json.loads(intent.request)

@@ -11,15 +11,29 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from peewee import SqliteDatabase
 
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
-from copytrade.store.models import AuditEvent, Intent, LeaderOrder, MirrorOrder, StateEvent
+from copytrade.store.models import ALL_MODELS, Intent, MirrorOrder
 
 Legs = dict[str, list[Any]]  # follower order id -> [status, traded, quantity]
+OPEN_STATE_VALUES = tuple(sorted(s.value for s in OPEN_STATES))
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return (f'INSERT INTO "{table}" ({", ".join(columns)}) '
+            f'VALUES ({", ".join("?" for _ in columns)})')
+
+
+@lru_cache(maxsize=256)
+def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
+    return (f'UPDATE "{table}" SET {", ".join(f"{c} = ?" for c in columns)} '
+            f'WHERE {key} = ?')
 
 
 class Store:
@@ -32,6 +46,28 @@ class Store:
     def write(self) -> Iterator[None]:
         with self.lock, self.db.atomic():
             yield
+
+    # The hot path writes with plain SQL: peewee builds each statement in Python, which
+    # costs more than SQLite takes to run it.
+    def _insert(self, table: str, fields: dict[str, Any]) -> int:
+        fields = {**_column_defaults(table), **fields}
+        columns = tuple(fields)
+        cursor = self.db.execute_sql(_insert_sql(table, columns), tuple(fields.values()))
+        return int(cursor.lastrowid)
+
+    def _select_one(self, model: type, table: str, where: str, params: tuple) -> Any:
+        cursor = self.db.execute_sql(f'SELECT * FROM "{table}" WHERE {where} LIMIT 1', params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column[0] for column in cursor.description]
+        return model(**_from_db(model, dict(zip(names, row, strict=True))))
+
+    def _update(self, table: str, key: str, key_value: Any, fields: dict[str, Any]) -> int:
+        columns = tuple(fields)
+        cursor = self.db.execute_sql(_update_sql(table, columns, key),
+                                     (*fields.values(), key_value))
+        return cursor.rowcount
 
     # ---- leader orders -------------------------------------------------------------------
 
@@ -50,28 +86,27 @@ class Store:
             version=json.dumps(version), leader_updated_at=report.updated_at,
         )
         now = self.now()
+        if not self._update("leaderorder", "order_id", report.order_id, fields):
+            self._insert("leaderorder", {"order_id": report.order_id, "first_seen_at": now,
+                                         **fields})
         if report.status == "TRADED":
-            fields["traded_at"] = now
-        updated = (LeaderOrder.update(**fields)
-                   .where(LeaderOrder.order_id == report.order_id).execute())
-        if not updated:
-            LeaderOrder.create(order_id=report.order_id, first_seen_at=now, **fields)
-        elif report.status == "TRADED":
-            # keep the first moment it was seen traded: the fill lag is measured from it
-            LeaderOrder.update(traded_at=now).where(
-                (LeaderOrder.order_id == report.order_id) & LeaderOrder.traded_at.is_null()
-            ).execute()
+            # the first moment it was seen traded: the fill lag is measured from it
+            self.db.execute_sql("UPDATE leaderorder SET traded_at = ? WHERE order_id = ? "
+                                "AND traded_at IS NULL", (now, report.order_id))
 
     # ---- mirrors ---------------------------------------------------------------------------
 
     def mirror(self, leader_order_id: str, follower: str, leg: int = 1) -> MirrorOrder | None:
-        return (MirrorOrder.select()
-                .where((MirrorOrder.leader_order == leader_order_id)
-                       & (MirrorOrder.follower == follower) & (MirrorOrder.leg == leg))
-                .order_by(MirrorOrder.attempt.desc()).first())
+        """The latest attempt at this leg for this follower."""
+        return self._select_one(
+            MirrorOrder, "mirrororder", "leader_order_id = ? AND follower = ? AND leg = ? "
+            "ORDER BY attempt DESC", (leader_order_id, follower, leg))
 
     def mirror_by_id(self, mirror_id: int) -> MirrorOrder:
-        return MirrorOrder.get_by_id(mirror_id)
+        return self._select_one(MirrorOrder, "mirrororder", "id = ?", (mirror_id,))
+
+    def intent_by_id(self, intent_id: int) -> Intent:
+        return self._select_one(Intent, "intent", "id = ?", (intent_id,))
 
     def mirror_for_follower_order(self, follower: str, order_id: str,
                                   correlation_id: str) -> MirrorOrder | None:
@@ -85,11 +120,15 @@ class Store:
 
     def create_mirror(self, **fields: Any) -> MirrorOrder:
         now = self.now()
-        return MirrorOrder.create(created_at=now, updated_at=now, **fields)
+        row = {**_column_defaults("mirrororder"), "created_at": now, "updated_at": now,
+               **fields}
+        row["leader_order_id"] = row.pop("leader_order")
+        mirror_id = self._insert("mirrororder", row)
+        return MirrorOrder(id=mirror_id, **row)
 
     def update_mirror(self, mirror: MirrorOrder, **fields: Any) -> None:
         fields["updated_at"] = self.now()
-        MirrorOrder.update(**fields).where(MirrorOrder.id == mirror.id).execute()
+        self._update("mirrororder", "id", mirror.id, fields)
         for key, value in fields.items():
             setattr(mirror, key, value)
 
@@ -97,31 +136,41 @@ class Store:
         """Move a mirror through the state machine and record the event (same transaction
         as the caller's other writes)."""
         # The row, not the object: another thread may have moved it since it was read.
-        before = MirrorState(MirrorOrder.select(MirrorOrder.state)
-                             .where(MirrorOrder.id == mirror.id).scalar())
+        before = MirrorState(self.db.execute_sql(
+            "SELECT state FROM mirrororder WHERE id = ?", (mirror.id,)).fetchone()[0])
         step = transition(before, trigger)
         if step.changed:
             self.update_mirror(mirror, state=step.state.value)
-            StateEvent.create(mirror=mirror.id, from_state=before.value,
-                              to_state=step.state.value, trigger=trigger.value, at=self.now(),
-                              detail=detail[:500])
+            self.record_event(mirror, before, step.state, trigger, detail)
         return step
+
+    def record_event(self, mirror: MirrorOrder, before: MirrorState, after: MirrorState,
+                     trigger: Trigger, detail: str = "") -> None:
+        """The event of a transition the caller made itself (a mirror created in its
+        first state), in the same transaction."""
+        self._insert("stateevent", {
+            "mirror_id": mirror.id, "from_state": before.value, "to_state": after.value,
+            "trigger": trigger.value, "at": self.now(), "detail": detail[:500]})
 
     def open_quantity_on_side(self, follower: str, security_id: str, product_type: str,
                               transaction_type: str) -> int:
         """Units still working in open mirrors on one side: exits already on their way."""
-        rows = MirrorOrder.select(MirrorOrder.quantity, MirrorOrder.filled_quantity).where(
-            (MirrorOrder.follower == follower) & (MirrorOrder.security_id == security_id)
-            & (MirrorOrder.product_type == product_type)
-            & (MirrorOrder.transaction_type == transaction_type)
-            & (MirrorOrder.state.in_([s.value for s in OPEN_STATES])))
-        return sum(max(r.quantity - r.filled_quantity, 0) for r in rows)
+        placeholders = ", ".join("?" for _ in OPEN_STATE_VALUES)
+        row = self.db.execute_sql(
+            "SELECT COALESCE(SUM(MAX(quantity - filled_quantity, 0)), 0) FROM mirrororder "
+            "WHERE follower = ? AND security_id = ? AND product_type = ? "
+            f"AND transaction_type = ? AND state IN ({placeholders})",
+            (follower, security_id, product_type, transaction_type, *OPEN_STATE_VALUES),
+        ).fetchone()
+        return int(row[0])
 
     # ---- intents and audit -------------------------------------------------------------
 
     def add_intent(self, mirror: MirrorOrder, action: str, request: dict) -> Intent:
-        return Intent.create(mirror=mirror.id, action=action, status="SENDING",
-                             request=json.dumps(request, sort_keys=True), created_at=self.now())
+        row = {"mirror_id": mirror.id, "action": action, "status": "SENDING",
+               "request": json.dumps(request, sort_keys=True), "outcome": "",
+               "created_at": self.now()}
+        return Intent(id=self._insert("intent", row), **row)
 
     def finish_intent(self, intent: Intent, status: str, outcome: str) -> None:
         Intent.update(status=status, outcome=outcome[:500], completed_at=self.now()).where(
@@ -129,9 +178,24 @@ class Store:
 
     def audit(self, kind: str, message: str, *, leader_order_id: str | None = None,
               follower: str | None = None, data: dict | None = None) -> None:
-        AuditEvent.create(at=self.now(), kind=kind, leader_order_id=leader_order_id,
-                          follower=follower, message=message[:1000],
-                          data=json.dumps(data or {}, sort_keys=True, default=str))
+        self._insert("auditevent", {
+            "at": self.now(), "kind": kind, "leader_order_id": leader_order_id,
+            "follower": follower, "message": message[:1000],
+            "data": json.dumps(data or {}, sort_keys=True, default=str)})
+
+
+@lru_cache(maxsize=16)
+def _column_defaults(table: str) -> dict[str, Any]:
+    """Peewee applies field defaults in Python, so plain INSERTs must too."""
+    model = next(m for m in ALL_MODELS if m._meta.table_name == table)
+    return {field.column_name: field.default for field in model._meta.sorted_fields
+            if field.default is not None and not callable(field.default)}
+
+
+def _from_db(model: type, row: dict[str, Any]) -> dict[str, Any]:
+    """Raw column values -> what the model's fields hold (booleans, datetimes, keys)."""
+    fields = model._meta.columns
+    return {fields[name].name: fields[name].python_value(value) for name, value in row.items()}
 
 
 def legs_of(mirror: MirrorOrder) -> Legs:
