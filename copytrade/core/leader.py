@@ -1,15 +1,16 @@
 """Merging reports of one leader order into its latest known state, whatever their order.
 
 Frames repeat, arrive late and overtake each other; REST reads may be older than the
-stream. The merge is order-independent: traded quantity and status only move forward,
-and the order's parameters come from the newest report by (update time, progress).
+stream. Traded quantity and status only move forward whatever the order of arrival, and
+the order's parameters come from the newest report by (update time, progress); between
+stream frames of the same second, the later arrival.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, ReportSource
 
 _STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 1, "PART_TRADED": 2}
 TERMINAL_RANK = 3
@@ -40,7 +41,11 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
     if known is None:
         return Merged(incoming, incoming_version, True)
     current = known.report
-    newer = incoming_version > known.version
+    # Dhan's times have whole seconds, so a modification often ties with the frame before
+    # it: on a tie the stream's later frame wins (frames of one order arrive in order but
+    # for faults); a REST read must be strictly newer, since a snapshot can lag the stream.
+    newer = incoming_version > known.version or (
+        incoming_version == known.version and incoming.source is ReportSource.STREAM)
     base = incoming if newer else current
     status = _forward_status(current, incoming)
     traded = max(current.traded_quantity, incoming.traded_quantity)

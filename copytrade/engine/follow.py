@@ -143,6 +143,7 @@ class FollowEngine:
                 stopped_reason=lambda name=follower.name: self.status.stopped_followers.get(
                     name)))
         overrides = self.config.settings.freeze_limits
+        leader_book = _require(self.leader.order_book(), "the order book", "leader")
         self.replicator = Replicator(
             self.store, plans, self.updater, lot_size=self.instruments.lot_size,
             freeze_limit=lambda security_id, symbol: freeze_limit_for(
@@ -150,6 +151,15 @@ class FollowEngine:
                 freeze_table),
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change)
+        # Fills already in the positions just read must not be counted again when the
+        # catch-up replays today's orders.
+        self.replicator.leader_traded_at_start = {
+            r.order_id: r.traded_quantity for r in leader_book.data}
+        for follower in self.followers:
+            book = self.accounts[follower.name].order_book()
+            if book.ok:
+                self.replicator.follower_traded.update(
+                    {(follower.name, r.order_id): r.traded_quantity for r in book.data})
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -164,6 +174,7 @@ class FollowEngine:
             worker.start()
         streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
         tasks = [asyncio.create_task(stream.run()) for stream in streams]
+        tasks.append(asyncio.create_task(self._watch_leader()))
         try:
             while not self._stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
@@ -176,20 +187,42 @@ class FollowEngine:
         if self._fatal is not None:
             raise self._fatal
 
+    async def _read_leader_book(self) -> bool:
+        """Feed the leader's order book through the replicator, as the stream's frames are
+        (duplicates end in the merge). False when the leader's token is refused."""
+        replicator = self.replicator
+        assert replicator is not None
+        book = await asyncio.to_thread(self.leader.order_book)
+        if book.kind is OutcomeKind.AUTH:
+            self._fatal = AuthError("the leader's token was refused (DH-901): refresh it "
+                                    "and start follow again")
+            return False
+        _require(book, "the order book", "leader")
+        for report in sorted(book.data, key=lambda r: r.updated_at or datetime.min):
+            replicator.on_leader_report(report)
+        return True
+
+    async def _watch_leader(self) -> None:
+        """Every reconcile interval, read the leader's book: orders the stream missed are
+        caught up, and an expired leader token stops follow even while the stream is only
+        retrying refused logins."""
+        interval = self.config.settings.reconcile_interval_seconds
+        while not self._stop.is_set():
+            if await asyncio.to_thread(self._stop.wait, interval):
+                return
+            try:
+                if not await self._read_leader_book():
+                    return
+            except BrokerError as exc:  # transient: the next round tries again
+                log.warning("leader book read failed: %s", exc)
+
     def _leader_stream(self) -> LeaderStream:
         replicator = self.replicator
         assert replicator is not None
 
         async def catch_up() -> None:
-            book = await asyncio.to_thread(self.leader.order_book)
-            if book.kind is OutcomeKind.AUTH:
-                self._fatal = AuthError("the leader's token was refused (DH-901): refresh "
-                                        "it and start follow again")
-                return
-            _require(book, "the order book", "leader")
-            for report in sorted(book.data, key=lambda r: r.updated_at or datetime.min):
-                replicator.on_leader_report(report)
-            self.status.catch_ups += 1
+            if await self._read_leader_book():
+                self.status.catch_ups += 1
 
         return LeaderStream(
             self.config.leader.order_ws_url, self.config.leader.client_id,

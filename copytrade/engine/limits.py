@@ -11,11 +11,15 @@ from pathlib import Path
 
 from pyrate_limiter import Duration, Rate, RateItem, SQLiteBucket
 
+# Dhan's windows, each a little longer on our side: we stamp a call as it leaves, Dhan
+# counts it as it arrives, so a window exactly as long as Dhan's lets the 11th call land
+# inside Dhan's second when the first one travelled slower.
+WINDOW_MARGIN_MS = 100
 ORDER_RATES = [
-    Rate(10, Duration.SECOND),
-    Rate(250, Duration.MINUTE),
-    Rate(1000, Duration.HOUR),
-    Rate(7000, Duration.DAY),
+    Rate(10, Duration.SECOND + WINDOW_MARGIN_MS),
+    Rate(250, Duration.MINUTE + WINDOW_MARGIN_MS),
+    Rate(1000, Duration.HOUR + WINDOW_MARGIN_MS),
+    Rate(7000, Duration.DAY + WINDOW_MARGIN_MS),
 ]
 
 

@@ -12,7 +12,7 @@ from copytrade.core.events import OrderReport
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
 from copytrade.engine.positions import PositionBook
-from copytrade.store.models import LeaderOrder, MirrorOrder
+from copytrade.store.models import LeaderOrder, MirrorOrder, StateEvent
 from copytrade.store.repo import Legs, Store, legs_of
 
 _TERMINAL = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
@@ -95,8 +95,22 @@ class MirrorUpdater:
         if step.changed:
             self.on_change()
 
+    def record_fill_lags(self, leader_order_id: str) -> None:
+        """The leader finished after its mirrors did: their lag is negative (the follower
+        filled first), measured from each mirror's FILLED event."""
+        now = self.store.now()
+        rows = self.store.db.execute_sql(
+            "SELECT m.id, MAX(e.at) FROM mirrororder m JOIN stateevent e ON e.mirror_id = m.id "
+            "WHERE m.leader_order_id = ? AND m.state = 'FILLED' AND m.fill_lag_ms IS NULL "
+            "AND e.to_state = 'FILLED' GROUP BY m.id", (leader_order_id,)).fetchall()
+        for mirror_id, filled_at in rows:
+            filled = StateEvent.at.python_value(filled_at)
+            lag = round((filled - now).total_seconds() * 1000, 3)
+            self.store.db.execute_sql("UPDATE mirrororder SET fill_lag_ms = ? WHERE id = ?",
+                                      (lag, mirror_id))
+
     def _record_fill_lag(self, mirror: MirrorOrder) -> None:
         leader = LeaderOrder.get_or_none(LeaderOrder.order_id == mirror.leader_order_id)
         if leader is not None and leader.traded_at is not None:
             lag = (self.store.now() - leader.traded_at).total_seconds() * 1000
-            self.store.update_mirror(mirror, fill_lag_ms=round(max(lag, 0.0), 3))
+            self.store.update_mirror(mirror, fill_lag_ms=round(lag, 3))

@@ -80,6 +80,10 @@ class Replicator:
         self.on_change = on_change
         self.leaders: dict[str, Merged] = {}
         self._working: dict[tuple[str, str, str], dict[str, int]] = {}
+        # Traded quantities already inside the positions read at start (by order id), so
+        # a catch-up does not count those fills twice; follower orders not ours included.
+        self.leader_traded_at_start: dict[str, int] = {}
+        self.follower_traded: dict[tuple[str, str], int] = {}
         self.stats = ReplicatorStats()
 
     # ---- leader side -----------------------------------------------------------------------
@@ -101,10 +105,15 @@ class Replicator:
             for follower in self.followers:
                 submissions += self._decide_for(follower, leader, seen_at)
         self._track_working(leader)
-        previously_traded = known.report.traded_quantity if known else 0
-        self.leader_positions.apply_fill(leader.security_id, leader.product_type,
-                                         leader.transaction_type,
-                                         leader.traded_quantity - previously_traded)
+        previously_traded = (known.report.traded_quantity if known
+                             else self.leader_traded_at_start.get(leader.order_id, 0))
+        if leader.traded_quantity > previously_traded:
+            self.leader_positions.apply_fill(leader.security_id, leader.product_type,
+                                             leader.transaction_type,
+                                             leader.traded_quantity - previously_traded)
+        if leader.status == "TRADED" and (known is None or known.report.status != "TRADED"):
+            with self.store.write():
+                self.updater.record_fill_lags(leader.order_id)
         for follower, intent_id in submissions:
             follower.submit(intent_id)
         self.stats.intents += len(submissions)
@@ -137,7 +146,9 @@ class Replicator:
         sign = -1 if side == "SELL" else 1
         working = self._working.get((security, product, side), {})
         leader_working = sum(q for oid, q in working.items() if oid != leader.order_id)
-        leader_before = self.leader_positions.net(security, product) + sign * leader_working
+        own_fills_in_book = self.leader_traded_at_start.get(leader.order_id, 0)
+        leader_before = (self.leader_positions.net(security, product)
+                         + sign * (leader_working - own_fills_in_book))
         follower_net = follower.positions.net(security, product)
         if leader_before * sign < 0:  # the order reduces the leader's position: an exit
             follower_net += sign * self.store.open_quantity_on_side(
@@ -297,10 +308,22 @@ class Replicator:
         with self.store.write():
             mirror = self.store.mirror_for_follower_order(follower, report.order_id,
                                                           report.correlation_id)
-            if mirror is None:
-                return  # an order of the follower's own, not ours
+            if mirror is None:  # the follower's own order: its fills still move the position
+                self._count_foreign_fills(follower, report)
+                return
             self.updater.apply_report(mirror.id, report)
         self.on_change()
+
+
+    def _count_foreign_fills(self, follower: str, report: OrderReport) -> None:
+        key = (follower, report.order_id)
+        delta = report.traded_quantity - self.follower_traded.get(key, 0)
+        if delta > 0:
+            self.follower_traded[key] = report.traded_quantity
+            for plan in self.followers:
+                if plan.name == follower:
+                    plan.positions.apply_fill(report.security_id, report.product_type,
+                                              report.transaction_type, delta)
 
 
 def _view(mirror: MirrorOrder) -> MirrorView:
