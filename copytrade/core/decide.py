@@ -20,6 +20,23 @@ MAX_MODIFICATIONS = 25
 UNPRICED_TYPES = frozenset({"MARKET", "STOP_LOSS_MARKET"})
 UNTRIGGERED_TYPES = frozenset({"LIMIT", "MARKET"})
 ENDED_WITHOUT_FILL = frozenset({"CANCELLED", "EXPIRED", "REJECTED"})
+REDUCED_TO_FILLED = "leader reduced the order to what the follower already filled"
+RESIZED_AWAY = "leader modified: "  # prefix of a cancel because the new size is nothing
+
+
+def is_reopenable(state: MirrorState, reason: str, *, shadow: bool = False) -> bool:
+    """Whether a mirror that ended should take a top-up when the leader grows its order:
+    filled, skipped or cancelled by us for size; never rejected, never cancelled in the
+    follower's app (that is a divergence to report, not to undo)."""
+    if shadow:
+        return False
+    if state is MirrorState.FILLED:
+        return True
+    if state is MirrorState.SKIPPED:
+        return "below one lot" in reason
+    if state is MirrorState.CANCELED:
+        return reason == REDUCED_TO_FILLED or reason.startswith(RESIZED_AWAY)
+    return False
 
 
 class ActionKind(StrEnum):
@@ -54,6 +71,9 @@ class MirrorView:
     order_type: str
     modifications: int
     sliced: bool = False
+    # Ended in a way a larger leader order should re-open: filled, skipped for size, or
+    # cancelled by us because the leader shrank. Not: rejected, or cancelled in the app.
+    reopenable: bool = False
 
 
 SizeFn = Callable[[], SizedOrder | Skip]
@@ -71,13 +91,13 @@ def decide(leader: OrderReport, mirror: MirrorView | None, *, mirror_on_transit:
            size: SizeFn) -> list[Action]:
     if mirror is None:
         return _first_decision(leader, mirror_on_transit, size)
-    if mirror.state in TERMINAL_STATES or mirror.state is MirrorState.PENDING_CANCEL:
+    if mirror.state is MirrorState.PENDING_CANCEL:
         return []
+    if mirror.state in TERMINAL_STATES:
+        return _top_up(leader, mirror, size) if mirror.reopenable else []
     if leader.status in ENDED_WITHOUT_FILL:
         return [Action(ActionKind.CANCEL, reason=f"leader order {leader.status.lower()}")]
-    if leader.is_terminal:  # TRADED: the leader is done; the follower's order stands
-        return []
-    return _follow_changes(leader, mirror, size)
+    return _follow_changes(leader, mirror, size)  # TRADED too: its last change may be news
 
 
 def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) -> list[Action]:
@@ -100,10 +120,24 @@ def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) 
                    slice=sized.slice)]
 
 
+def _top_up(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Action]:
+    """The leader grew an order whose mirror had ended: place the difference anew."""
+    if leader.status in ENDED_WITHOUT_FILL:
+        return []
+    sized = size()
+    if isinstance(sized, Skip) or sized.quantity <= mirror.filled_quantity:
+        return []
+    return [Action(ActionKind.PLACE, quantity=sized.quantity - mirror.filled_quantity,
+                   price=effective_price(leader.order_type, leader.price),
+                   trigger_price=effective_trigger(leader.order_type, leader.trigger_price),
+                   order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
+                   slice=sized.slice, reason="leader grew the order")]
+
+
 def _follow_changes(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Action]:
     sized = size()
     if isinstance(sized, Skip):
-        return [Action(ActionKind.CANCEL, reason=f"leader modified: {sized.reason}")]
+        return [Action(ActionKind.CANCEL, reason=f"{RESIZED_AWAY}{sized.reason}")]
     quantity = max(sized.quantity, mirror.filled_quantity)
     price = effective_price(leader.order_type, leader.price)
     trigger = effective_trigger(leader.order_type, leader.trigger_price)
@@ -112,11 +146,13 @@ def _follow_changes(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> li
     if unchanged:
         return []
     if quantity <= mirror.filled_quantity:
-        return [Action(ActionKind.CANCEL, reason="leader reduced the order to what the "
-                                                 "follower already filled")]
-    kind = (ActionKind.REPLACE if mirror.modifications >= MAX_MODIFICATIONS or mirror.sliced
-            else ActionKind.MODIFY)
+        return [Action(ActionKind.CANCEL, reason=REDUCED_TO_FILLED)]
+    if mirror.modifications >= MAX_MODIFICATIONS:
+        kind, reason = ActionKind.REPLACE, f"past {MAX_MODIFICATIONS} modifications"
+    elif mirror.sliced or sized.slice:
+        kind, reason = ActionKind.REPLACE, "a sliced order is replaced, not modified"
+    else:
+        kind, reason = ActionKind.MODIFY, ""
     return [Action(kind, quantity=quantity, price=price, trigger_price=trigger,
                    order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
-                   slice=sized.slice,
-                   reason="past 25 modifications" if kind is ActionKind.REPLACE else "")]
+                   slice=sized.slice, reason=reason)]

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 
 from copytrade.core.events import OrderReport, ReportSource
 
-_STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 1, "PART_TRADED": 2}
-TERMINAL_RANK = 3
+_STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 2, "PART_TRADED": 3}
+TERMINAL_RANK = 4
 
 
 def status_rank(status: str) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-from copytrade.core.decide import Action, ActionKind, MirrorView, decide
+from copytrade.core.decide import Action, ActionKind, MirrorView, decide, is_reopenable
 from copytrade.core.events import OrderReport
 from copytrade.core.ids import correlation_id
 from copytrade.core.leader import Merged, merge
@@ -124,7 +124,9 @@ class Replicator:
     def _decide_for(self, follower: FollowerPlan, leader: OrderReport,
                     seen_at: float) -> list[tuple[FollowerPlan, int]]:
         mirror = self.store.mirror(leader.order_id, follower.name)
-        if mirror is None and follower.stopped_reason():
+        if follower.stopped_reason():
+            if mirror is not None:
+                return []  # a stopped account takes no more calls
             return self._record_skip(follower, leader, None, f"follower stopped: "
                                      f"{follower.stopped_reason()}")
         view = _view(mirror) if mirror is not None else None
@@ -185,11 +187,17 @@ class Replicator:
         if action.kind is ActionKind.SKIP:
             return self._record_skip(follower, leader, mirror, action.reason, positions)
         if action.kind is ActionKind.PLACE:
-            return self._record_place(follower, leader, action, positions, seen_at, attempt=1)
+            if mirror is None:
+                return self._record_place(follower, leader, action, positions, seen_at,
+                                          attempt=1)
+            return self._record_place(follower, leader, action, positions, seen_at,
+                                      attempt=mirror.attempt + 1,
+                                      carried=mirror.carried_quantity + mirror.filled_quantity)
         assert mirror is not None
         if action.kind is ActionKind.CANCEL:
             if follower.shadow or mirror.shadow:
                 return []
+            self.store.update_mirror(mirror, reason=action.reason)
             intent = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
             return [(follower, intent.id)]
         if action.kind is ActionKind.MODIFY:
@@ -332,5 +340,7 @@ def _view(mirror: MirrorOrder) -> MirrorView:
         quantity=mirror.quantity + mirror.carried_quantity,
         filled_quantity=mirror.filled_quantity + mirror.carried_quantity,
         price=mirror.price, trigger_price=mirror.trigger_price, order_type=mirror.order_type,
-        modifications=mirror.modifications, sliced=mirror.sliced)
+        modifications=mirror.modifications, sliced=mirror.sliced,
+        reopenable=is_reopenable(MirrorState(mirror.state), mirror.reason,
+                                 shadow=mirror.shadow))
 
