@@ -25,3 +25,14 @@ def test_market_order_is_mirrored_once_on_each_follower(live_sim: Emulator,
         [mirror] = run.mirrors("f1")
         assert mirror.leader_order_id == reply["data"]["orderId"]
         assert mirror.lag_ms is not None and mirror.lag_ms >= 0
+
+
+def test_follower_with_its_own_source_address(live_sim: Emulator, tmp_path: Path) -> None:
+    """Dhan wants each account's orders from its own IP: the follower's egress binds it."""
+    pinned = follower("pinned", "1000000004", extra='source_address = "127.0.0.1"')
+    with running_follow(live_sim, tmp_path, [pinned]) as run:
+        run.leader_api.place_order("1333", "NSE_EQ", "BUY", 4, "MARKET", "CNC", 0)
+        run.wait_for(lambda: run.mirror_states("pinned") == ["FILLED"])
+        assert [o["quantity"] for o in run.follower_book(pinned)] == [4]
+        adapter = run.engine.accounts["pinned"]._http.session.get_adapter(live_sim.rest_url)
+        assert adapter.poolmanager.connection_pool_kw["source_address"] == ("127.0.0.1", 0)
