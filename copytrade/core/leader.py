@@ -3,14 +3,14 @@
 Frames repeat, arrive late and overtake each other; REST reads may be older than the
 stream. Traded quantity and status only move forward whatever the order of arrival, and
 the order's parameters come from the newest report by (update time, progress); between
-stream frames of the same second, the later arrival.
+reports of the same second, from the one whose parameters were not reported before.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from copytrade.core.events import OrderReport, ReportSource
+from copytrade.core.events import OrderReport
 
 _STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 2, "PART_TRADED": 3}
 TERMINAL_RANK = 4
@@ -29,23 +29,32 @@ def report_version(report: OrderReport) -> tuple:
     return (stamp, status_rank(report.status), report.traded_quantity)
 
 
+def order_parameters(report: OrderReport) -> tuple:
+    return (report.quantity, report.price, report.trigger_price, report.order_type,
+            report.disclosed_quantity, report.validity)
+
+
 @dataclass(frozen=True)
 class Merged:
     report: OrderReport  # the merged state, in the report's shape
     version: tuple
     changed: bool  # anything new compared to what was known before
+    # Every set of order parameters reported so far: on a tie, only an unseen one is news.
+    seen: frozenset[tuple] = frozenset()
 
 
 def merge(known: Merged | None, incoming: OrderReport) -> Merged:
     incoming_version = report_version(incoming)
+    parameters = order_parameters(incoming)
     if known is None:
-        return Merged(incoming, incoming_version, True)
+        return Merged(incoming, incoming_version, True, frozenset({parameters}))
     current = known.report
-    # Dhan's times have whole seconds, so a modification often ties with the frame before
-    # it: on a tie the stream's later frame wins (frames of one order arrive in order but
-    # for faults); a REST read must be strictly newer, since a snapshot can lag the stream.
+    # Dhan's times have whole seconds, so a modification often ties with the report before
+    # it. On a tie, parameters never reported before are the modification; parameters
+    # already seen are a stale frame (repeated or overtaken) or a REST snapshot lagging the
+    # stream, and must not undo it.
     newer = incoming_version > known.version or (
-        incoming_version == known.version and incoming.source is ReportSource.STREAM)
+        incoming_version == known.version and parameters not in known.seen)
     base = incoming if newer else current
     status = _forward_status(current, incoming)
     traded = max(current.traded_quantity, incoming.traded_quantity)
@@ -60,7 +69,7 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
         placed_in_app=current.placed_in_app or incoming.placed_in_app,
     )
     version = max(known.version, incoming_version)
-    return Merged(merged, version, merged != current)
+    return Merged(merged, version, merged != current, known.seen | {parameters})
 
 
 def _forward_status(current: OrderReport, incoming: OrderReport) -> str:

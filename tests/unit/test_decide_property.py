@@ -10,9 +10,7 @@ frames it emits and a delivery of those frames (repeated, reordered, some lost) 
 with a REST read of the final state, as the catch-up after a reconnect does, followed by
 a few stale frames from the drained buffer.
 
-Each bug this property found has a minimal example below. One known limitation stays a
-strict xfail: with Dhan's one-second timestamps, a stale frame of the same second that
-arrives late can undo a modification (see the last test).
+Each bug this property found has a minimal example below.
 """
 
 from __future__ import annotations
@@ -645,11 +643,6 @@ def test_a_replace_carries_what_the_follower_already_filled() -> None:
 # ---- bugs this property found, as minimal examples; one known limitation -------------------
 
 
-def known_bug_mark(reason: str, *,
-                   raises: type[BaseException] = AssertionError) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=raises, reason=reason)
-
-
 @pytest.mark.parametrize("change", ["quantity", "price"])
 def test_bug_traded_leader_with_an_unseen_modification(change: str) -> None:
     # Leader: 1 lot at 100, modified (frame lost, or overtaken by the fill), then traded.
@@ -697,16 +690,9 @@ def test_a_modification_in_the_same_second_reaches_the_follower() -> None:
     assert kinds(engine) == ["PLACE", "MODIFY"]
 
 
-@known_bug_mark(
-    "known limitation, left for reconciliation (issue 4): core/leader.py merge: "
-    "same-second reports with the same status and traded quantity tie; the "
-    "later-arriving stream frame wins and a REST read must be strictly newer, "
-    "so a stale same-second frame arriving late (reordered or sent again) reverts the "
-    "leader's modification, and the catch-up REST read cannot repair it",
-)
 @pytest.mark.parametrize("indexes", [[0, 2, 1], [0, 1, 2, 1]], ids=["reordered", "duplicated"])
-def test_bug_a_late_frame_of_the_same_second_reverts_a_modification(indexes: list[int]) -> None:
+def test_a_late_frame_of_the_same_second_does_not_revert_a_modification(indexes: list[int]) -> None:
     life = leader(("TRANSIT", 1, 0), ("PENDING", 1, 0), ("PENDING", 2, 0))
     scenario = deliver(life, indexes, seconds=[1, 1, 1])
-    engine = run(scenario)  # the follower ends at 65 (MODIFYed back); the leader is at 130
+    engine = run(scenario)
     check_converged(scenario, engine)

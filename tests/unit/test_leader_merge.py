@@ -319,29 +319,39 @@ def test_a_modification_in_the_same_second_wins_in_arrival_order() -> None:
 
 
 def test_a_rest_read_of_the_same_second_does_not_override_the_stream() -> None:
-    # A snapshot can lag the stream: on a tie it does not win.
+    # A snapshot can lag the stream (fault 20): showing what the stream already said
+    # before the modification, on a tie it does not win.
+    placed = report("PENDING", 1, quantity=65, price=100.0)
     modified = report("PENDING", 1, quantity=130, price=101.0)
-    lagging = report("PENDING", 1, quantity=65, price=100.0, source=ReportSource.REST)
-    merged = merge(merge(None, modified), lagging)
+    lagging = replace(placed, source=ReportSource.REST, lot_size=None)
+    merged = merge(merge(merge(None, placed), modified), lagging)
     assert not merged.changed
     assert merged.report.quantity == 130
 
 
+def test_a_rest_read_of_the_same_second_with_unseen_parameters_wins() -> None:
+    # The stream missed the modification; the catch-up read shows it.
+    placed = report("PENDING", 1, quantity=65, price=100.0)
+    missed = report("PENDING", 1, quantity=130, price=101.0, source=ReportSource.REST)
+    merged = merge(merge(None, placed), missed)
+    assert merged.changed and merged.report.quantity == 130
+
+
 SAME_SECOND = (
-    "known limitation, left for reconciliation (issue 4): core/leader.py merge: reports "
-    "of one second with the same status and traded quantity "
-    "have EQUAL versions; the later-ARRIVING stream frame wins the tie and a REST read must "
-    "be strictly newer, so a same-second frame that arrives late (reordered, or sent "
-    "again) reverts a modification, and the catch-up REST read of the final state, "
-    "stamped in that same second, cannot repair it")
+    "known limitation, left for reconciliation (issue 4): with Dhan's whole-second times, "
+    "when a modification overtakes the original frame of the same second (the original "
+    "never seen before it), the late original looks like news and wins the tie, and the "
+    "REST read of the final state, already seen, cannot undo that")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SAME_SECOND)
-@pytest.mark.parametrize("arrival", ["reordered", "duplicated"])
-def test_bug_a_late_frame_of_the_same_second_reverts_a_modification(arrival: str) -> None:
+@pytest.mark.parametrize("arrival", [
+    pytest.param("reordered", marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason=SAME_SECOND)),
+    "duplicated"])
+def test_a_late_frame_of_the_same_second_does_not_revert_a_modification(arrival: str) -> None:
     placed = report("PENDING", 1, quantity=65, price=100.0)
     modified = report("PENDING", 1, quantity=130, price=101.0)
     frames = [modified, placed] if arrival == "reordered" else [placed, modified, placed]
     rest = replace(modified, lot_size=None, source=ReportSource.REST)
     merged = fold([*frames, rest]).report
-    assert (merged.quantity, merged.price) == (130, 101.0)  # stays (65, 100.0)
+    assert (merged.quantity, merged.price) == (130, 101.0)
