@@ -26,6 +26,7 @@ from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
+from copytrade.engine import faultpoints
 from copytrade.engine.limits import AccountLimiter
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
@@ -172,6 +173,7 @@ class FollowEngine:
             self.prepare()
         for worker in self.workers.values():
             worker.start()
+        self._resume_unfinished()
         streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
         tasks = [asyncio.create_task(stream.run()) for stream in streams]
         tasks.append(asyncio.create_task(self._watch_leader()))
@@ -198,7 +200,10 @@ class FollowEngine:
                                     "and start follow again")
             return False
         _require(book, "the order book", "leader")
-        for report in sorted(book.data, key=lambda r: r.updated_at or datetime.min):
+        for index, report in enumerate(sorted(book.data,
+                                              key=lambda r: r.updated_at or datetime.min)):
+            if index == 1:
+                faultpoints.reached("in_barrier")
             replicator.on_leader_report(report)
         return True
 
@@ -215,6 +220,17 @@ class FollowEngine:
                     return
             except BrokerError as exc:  # transient: the next round tries again
                 log.warning("leader book read failed: %s", exc)
+
+    def _resume_unfinished(self) -> None:
+        """Intents an earlier run committed but never finished (it crashed, or stopped
+        with calls queued) go back to their followers' workers, oldest first."""
+        for intent_id, follower in self.store.unfinished_intents():
+            worker = self.workers.get(follower)
+            if worker is None:
+                log.warning("intent %s of follower %s left unfinished: no such follower "
+                            "enabled now", intent_id, follower)
+                continue
+            worker.submit(intent_id, resume=True)
 
     def _leader_stream(self) -> LeaderStream:
         replicator = self.replicator

@@ -29,6 +29,7 @@ from copytrade.core.sizing import (
     size_order,
 )
 from copytrade.core.sizing import LeaderOrder as SizingOrder
+from copytrade.engine import faultpoints
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import MirrorOrder
@@ -114,6 +115,7 @@ class Replicator:
         if leader.status == "TRADED" and (known is None or known.report.status != "TRADED"):
             with self.store.write():
                 self.updater.record_fill_lags(leader.order_id)
+        faultpoints.reached("after_intent_commit")
         for follower, intent_id in submissions:
             follower.submit(intent_id)
         self.stats.intents += len(submissions)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind, PlaceRequest
+from copytrade.engine import faultpoints
 from copytrade.engine.limits import AccountLimiter
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.store.models import Intent, MirrorOrder
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 8
 UNKNOWN_LOOKUPS = 3
+RESUME_LOOKUPS = 2  # "not found" answers before a place left over by a crash is sent
+RESUME_READS = 8  # reads at most, when the broker answers with errors instead
 MAX_PLACE_ATTEMPTS = 3
 STOP = object()
 
@@ -76,8 +79,10 @@ class FollowerWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, intent_id: int) -> None:
-        self._queue.put(intent_id)
+    def submit(self, intent_id: int, *, resume: bool = False) -> None:
+        """Queue a committed intent; `resume` for one left SENDING by an earlier run, whose
+        call may or may not have left before that run ended."""
+        self._queue.put((intent_id, resume))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the call in flight (and record it), then stop; queued intents stay
@@ -97,8 +102,9 @@ class FollowerWorker:
                 return
             if self.halted_reason:
                 continue  # the account is stopped; its intents stay SENDING
+            intent_id, resume = item  # type: ignore[misc]
             try:
-                self._execute(int(item))  # type: ignore[arg-type]
+                self._execute(intent_id, resume=resume)
             except Exception:  # one bad intent must not kill the follower's worker
                 log.exception("follower %s: intent %s failed", self.name, item)
 
@@ -108,13 +114,55 @@ class FollowerWorker:
 
     # ---- execution ----------------------------------------------------------------------
 
-    def _execute(self, intent_id: int) -> None:
+    def _execute(self, intent_id: int, *, resume: bool = False) -> None:
         intent = self.store.intent_by_id(intent_id)
         if intent.status != "SENDING":
             return
         request = json.loads(intent.request)
+        if resume and intent.action == "PLACE":
+            self._resume_place(intent, request)
+            return
+        # Modify and cancel set a desired state: sending them again is safe.
         action = {"PLACE": self._place, "MODIFY": self._modify, "CANCEL": self._cancel}
         action[intent.action](intent, request)
+
+    def _resume_place(self, intent: Intent, request: dict) -> None:
+        """A place the last run committed but never recorded an answer for: the order may
+        exist. Adopt it if the broker has it; send it only if the broker does not."""
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        if json.loads(mirror.legs or "{}"):  # the follower's stream already showed it
+            with self.store.write():
+                self.store.finish_intent(intent, "DONE", "adopted on restart")
+            return
+        not_found = 0
+        for attempt in range(RESUME_READS):
+            found = self.account.order_by_correlation(mirror.correlation_id)
+            if found.kind is OutcomeKind.AUTH:
+                self._halt(intent, found)
+                return
+            if found.ok:
+                with self.store.write():
+                    self.store.finish_intent(intent, "DONE", "adopted on restart")
+                    self.updater.adopt_order_ids(mirror.id, [r.order_id for r in found.data])
+                    for report in found.data:
+                        self.updater.apply_report(mirror.id, report)
+                return
+            not_found += found.kind is OutcomeKind.NOT_FOUND
+            if not_found >= RESUME_LOOKUPS:
+                break
+            if self._wait(self.lookup_backoff.delay(attempt)):
+                return
+        if not_found < RESUME_LOOKUPS:  # the broker never answered: do not guess
+            with self.store.write():
+                self.store.audit("unresolved", "a place left over by a restart could not be "
+                                 "looked up; it stays pending for the next start",
+                                 follower=self.name, leader_order_id=mirror.leader_order_id)
+            return
+        with self.store.write():
+            self.store.audit("resumed", "place not found on the broker after a restart: "
+                             "sending it", follower=self.name,
+                             leader_order_id=mirror.leader_order_id)
+        self._place(intent, request)
 
     def _send(self, call: Callable[[], Outcome]) -> Outcome | None:
         """Rate-limited send, retried while throttled; None when told to stop."""
@@ -144,6 +192,7 @@ class FollowerWorker:
         outcome = self._send(lambda: self.account.place(
             PlaceRequest(**request["order"]), mirror.correlation_id,
             slice_order=bool(request.get("slice"))))
+        faultpoints.reached("after_send")
         if outcome is None:
             return
         if outcome.kind is OutcomeKind.AUTH:

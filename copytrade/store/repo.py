@@ -172,6 +172,12 @@ class Store:
                "created_at": self.now()}
         return Intent(id=self._insert("intent", row), **row)
 
+    def unfinished_intents(self) -> list[tuple[int, str]]:
+        """(intent id, follower) of every intent still SENDING, oldest first."""
+        return [(row[0], row[1]) for row in self.db.execute_sql(
+            "SELECT i.id, m.follower FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
+            "WHERE i.status = 'SENDING' ORDER BY i.id").fetchall()]
+
     def finish_intent(self, intent: Intent, status: str, outcome: str) -> None:
         Intent.update(status=status, outcome=outcome[:500], completed_at=self.now()).where(
             Intent.id == intent.id).execute()
