@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from copytrade.core.events import OrderReport
@@ -77,6 +78,29 @@ class MirrorView:
 
 
 SizeFn = Callable[[], SizedOrder | Skip]
+
+
+def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
+                 max_drift_percent: float, last_price: Callable[[], float | None]) -> str:
+    """Why a leader order first seen late is not chased ("" to mirror it): older than the
+    follower's max_order_age_seconds, or a market order that already filled and whose price
+    has since moved more than max_price_drift_percent. No quote to check against: not
+    chased either (fail closed: the follower would buy at an unknown price)."""
+    if leader.created_at is not None:
+        age = (now - leader.created_at).total_seconds()
+        if age > max_age_seconds:
+            return (f"leader order is {age:.0f} s old, beyond max_order_age_seconds "
+                    f"{max_age_seconds:g}: not chased")
+    if leader.status == "TRADED" and leader.order_type in UNPRICED_TYPES:
+        filled_at = leader.average_price
+        price = last_price()
+        if price is None or filled_at <= 0:
+            return "filled market order caught up late, and no price to check the drift"
+        drift = abs(price - filled_at) / filled_at * 100
+        if drift > max_drift_percent:
+            return (f"price moved {drift:.2f}% since the leader filled at {filled_at:g}, "
+                    f"beyond max_price_drift_percent {max_drift_percent:g}: not chased")
+    return ""
 
 
 def effective_price(order_type: str, price: float) -> float:

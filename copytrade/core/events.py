@@ -46,6 +46,7 @@ class OrderReport:
     leg: int = 1  # 1 entry, 2 stop-loss, 3 target
     placed_in_app: bool = False  # Source "N": Dhan's web or app, not the API
     updated_at: datetime | None = None  # IST, from LastUpdatedTime / updateTime
+    created_at: datetime | None = None  # IST, from OrderDateTime / createTime
     source: ReportSource = ReportSource.STREAM
 
     @property

@@ -127,6 +127,7 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
         leg=_leg(f, "legName"),
         placed_in_app=False,  # the order book does not say where an order came from
         updated_at=_time(f, "updateTime"),
+        created_at=_time(f, "createTime"),
         source=ReportSource.REST,
     )
 
@@ -157,6 +158,7 @@ def _report_from_alert(f: _Fields) -> OrderReport:
         leg=_leg(f, "LegNo"),
         placed_in_app=_text(f, "Source").upper() == "N",
         updated_at=_time(f, "LastUpdatedTime"),
+        created_at=_time(f, "OrderDateTime"),
         source=ReportSource.STREAM,
     )
 

@@ -186,6 +186,21 @@ class DhanAccount:
     def fund_limits(self) -> Outcome:
         return classify(self._api.get_fund_limits())
 
+    def last_price(self, exchange_segment: str, security_id: str) -> float | None:
+        """The last traded price (Dhan's market quote API), or None if unavailable."""
+        try:
+            outcome = classify(self._api.ticker_data({exchange_segment: [int(security_id)]}))
+        except ValueError:
+            return None
+        if not outcome.ok or not isinstance(outcome.data, dict):
+            return None
+        quote = (outcome.data.get("data", {}).get(exchange_segment, {}).get(str(security_id))
+                 or {})
+        try:
+            return float(quote["last_price"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def available_funds(self) -> float | None:
         outcome = self.fund_limits()
         if not outcome.ok or not isinstance(outcome.data, dict):

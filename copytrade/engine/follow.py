@@ -140,6 +140,8 @@ class FollowEngine:
                 caps=_caps(follower), positions=self.positions[follower.name],
                 submit=self.workers[follower.name].submit, shadow=follower.shadow,
                 mirror_on_transit=follower.mirror_on_transit,
+                max_order_age_seconds=follower.max_order_age_seconds,
+                max_price_drift_percent=follower.max_price_drift_percent,
                 capital=account.available_funds() if needs_capital else None,
                 stopped_reason=lambda name=follower.name: self.status.stopped_followers.get(
                     name)))
@@ -151,7 +153,8 @@ class FollowEngine:
                 security_id, symbol or self.instruments.symbol(security_id), overrides,
                 freeze_table),
             trading_date=self.trading_date, leader_positions=self.leader_positions,
-            leader_capital=leader_capital, on_change=self.on_change)
+            leader_capital=leader_capital, on_change=self.on_change,
+            last_price=self.leader.last_price)
         # Fills already in the positions just read must not be counted again when the
         # catch-up replays today's orders.
         self.replicator.leader_traded_at_start = {

@@ -11,9 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
-from copytrade.core.decide import Action, ActionKind, MirrorView, decide, is_reopenable
+from copytrade.core.decide import (
+    Action,
+    ActionKind,
+    MirrorView,
+    decide,
+    is_reopenable,
+    stale_reason,
+)
 from copytrade.core.events import OrderReport
 from copytrade.core.ids import correlation_id
 from copytrade.core.leader import Merged, merge
@@ -51,6 +58,8 @@ class FollowerPlan:
     shadow: bool = False
     mirror_on_transit: bool = False
     capital: float | None = None
+    max_order_age_seconds: float = 300.0
+    max_price_drift_percent: float = 1.0
     stopped_reason: Callable[[], str | None] = lambda: None
 
 
@@ -68,6 +77,8 @@ class Replicator:
                  lot_size: LotSizeFn, freeze_limit: FreezeFn, trading_date: Callable[[], date],
                  leader_positions: PositionBook, leader_capital: float | None = None,
                  wall: Callable[[], float] = time.time,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 last_price: Callable[[str, str], float | None] = lambda seg, sid: None,
                  on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.followers = followers
@@ -78,8 +89,11 @@ class Replicator:
         self.leader_positions = leader_positions
         self.leader_capital = leader_capital
         self.wall = wall
+        self.now = now
+        self.last_price = last_price
         self.on_change = on_change
         self.leaders: dict[str, Merged] = {}
+        self._quotes: dict[tuple[str, str], float | None] = {}  # per leader report
         self._working: dict[tuple[str, str, str], dict[str, int]] = {}
         # Traded quantities already inside the positions read at start (by order id), so
         # a catch-up does not count those fills twice; follower orders not ours included.
@@ -100,6 +114,7 @@ class Replicator:
             return
         self.leaders[report.order_id] = merged
         leader = merged.report
+        self._quotes.clear()
         submissions: list[tuple[FollowerPlan, int]] = []
         with self.store.write():
             self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
@@ -135,7 +150,8 @@ class Replicator:
         positions = (NetPositions(mirror.leader_position_before, mirror.follower_position_before)
                      if mirror is not None else self._positions_now(follower, leader))
         actions = decide(leader, view, mirror_on_transit=follower.mirror_on_transit,
-                         size=lambda: self._size(follower, leader, view, positions))
+                         size=lambda: self._size_unless_stale(follower, leader, view,
+                                                              positions))
         submissions: list[tuple[FollowerPlan, int]] = []
         for action in actions:
             submissions += self._record(follower, leader, mirror, action, positions, seen_at)
@@ -167,6 +183,24 @@ class Replicator:
             working.pop(leader.order_id, None)
         else:
             working[leader.order_id] = leader.remaining_quantity
+
+    def _size_unless_stale(self, follower: FollowerPlan, leader: OrderReport,
+                           view: MirrorView | None, positions: NetPositions) -> SizedOrder | Skip:
+        if view is None:  # a first decision: the staleness policy applies
+            reason = stale_reason(
+                leader, now=self.now(), max_age_seconds=follower.max_order_age_seconds,
+                max_drift_percent=follower.max_price_drift_percent,
+                last_price=lambda: self._quote(leader))
+            if reason:
+                return Skip(reason)
+        return self._size(follower, leader, view, positions)
+
+    def _quote(self, leader: OrderReport) -> float | None:
+        """One quote per order and catch-up, however many followers ask."""
+        key = (leader.exchange_segment, leader.security_id)
+        if key not in self._quotes:
+            self._quotes[key] = self.last_price(*key)
+        return self._quotes[key]
 
     def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
               positions: NetPositions) -> SizedOrder | Skip:

@@ -17,6 +17,7 @@ ORDER_RATES = (
     Rate(7000, Duration.DAY),
 )
 READ_RATES = (Rate(20, Duration.SECOND),)
+DATA_RATES = (Rate(5, Duration.SECOND),)  # market quotes
 MAX_TOKENS_PER_ACCOUNT = 16
 MAX_EXPIRED_TOKENS = 64
 
@@ -123,6 +124,7 @@ class Account:
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     order_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(ORDER_RATES)))
     read_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(READ_RATES)))
+    data_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(DATA_RATES)))
 
     def remember_token(self, digest: str) -> None:
         self.token_digests[digest] = None

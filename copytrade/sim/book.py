@@ -18,7 +18,12 @@ from copytrade.sim import errors
 from copytrade.sim.accounts import Account, order_margin
 from copytrade.sim.clock import Clock, SystemClock
 from copytrade.sim.errors import ApiError
-from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument, scrip_master_csv
+from copytrade.sim.instruments import (
+    DEFAULT_INSTRUMENTS,
+    SEGMENT_CODES,
+    Instrument,
+    scrip_master_csv,
+)
 from copytrade.sim.orders import SimOrder, Trade
 from copytrade.sim.validation import (
     PlaceRequest,
@@ -277,6 +282,26 @@ class Book:
             "dataPlan": "Active",
             "dataValidity": valid_until,
         }
+
+    def last_prices(self, body: object) -> dict:
+        """Dhan's LTP quote: {"NSE_EQ": [1333, ...], ...} -> last prices by segment and id
+        (other keys, such as the SDK's dhanClientId, are ignored)."""
+        if not isinstance(body, dict):
+            raise errors.bad_input("Request body must be a JSON object")
+        data: dict[str, dict[str, dict[str, float]]] = {}
+        with self._lock:
+            for segment, ids in body.items():
+                if segment not in SEGMENT_CODES:
+                    continue
+                if not isinstance(ids, list):
+                    raise errors.bad_input(f"{segment} must be a list of security ids")
+                for security_id in ids:
+                    instrument = self.instruments.get((segment, str(security_id)))
+                    if instrument is None:
+                        continue
+                    data.setdefault(segment, {})[str(security_id)] = {
+                        "last_price": self.prices[instrument.security_id]}
+        return {"data": data, "status": "success"}
 
     def scrip_master(self) -> str:
         return scrip_master_csv(list(self.instruments.values()))

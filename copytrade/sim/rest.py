@@ -37,6 +37,7 @@ class Route:
     pattern: re.Pattern[str]
     handler: Handler
     order_api: bool = False  # counts against the order-API rate windows
+    data_api: bool = False  # counts against the data-API window (market quotes)
     lookup: bool = False  # subject to the "not_found" lookup-lag fault
 
 
@@ -72,6 +73,8 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/positions", lambda b, a, p, body: b.position_list(a)),
     _route("GET", "/fundlimit", lambda b, a, p, body: b.fund_limits(a)),
     _route("GET", "/profile", lambda b, a, p, body: b.profile(a)),
+    _route("POST", "/marketfeed/ltp", lambda b, a, p, body: b.last_prices(body),
+           data_api=True),
 )
 
 
@@ -242,7 +245,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             book = server.book
             account = book.authenticate(client_id or "", self.headers.get("access-token") or "")
             now_ms = int(book.clock.now().timestamp() * 1000)
-            bucket = account.order_bucket if route.order_api else account.read_bucket
+            bucket = (account.order_bucket if route.order_api
+                      else account.data_bucket if route.data_api else account.read_bucket)
             if not account.admit(bucket, now_ms):
                 raise errors.rate_limited()
             if route.lookup and server.faults.take(route.method, self._api_path(), client_id,

@@ -327,3 +327,17 @@ def test_accounts_are_separate(make_api) -> None:
     assert second.get_order_list()["data"] == []
     assert refusal(second.get_order_by_id(order_id)) == "DH-906"
     assert refusal(make_api("1000000012", "token-11").get_order_list()) == "DH-901"
+
+
+def test_market_quote_ltp(api: dhanhq, sim: Emulator) -> None:
+    sim.set_price("52175", 26010.0)
+    reply = api.ticker_data({"NSE_EQ": [1333], "NSE_FNO": [52175, 999999]})
+    assert reply["status"] == "success"
+    assert reply["data"]["data"] == {"NSE_EQ": {"1333": {"last_price": 1650.0}},
+                                     "NSE_FNO": {"52175": {"last_price": 26010.0}}}
+
+
+def test_market_quotes_are_limited_at_5_per_second(api: dhanhq) -> None:
+    replies = [api.ticker_data({"NSE_EQ": [1333]}) for _ in range(6)]
+    assert [r["status"] for r in replies[:5]] == ["success"] * 5
+    assert refusal(replies[5]) == "DH-904"

@@ -105,6 +105,7 @@ def test_official_sample() -> None:
         disclosed_quantity=1, average_price=0.0, after_market_order=False,
         correlation_id="ct-abc", reason="CONFIRMED", symbol="IDEA", lot_size=1, leg=1,
         placed_in_app=True, updated_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
+        created_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
         source=ReportSource.STREAM)
     assert report.is_terminal
 
