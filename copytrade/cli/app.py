@@ -17,6 +17,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from copytrade import __version__
+from copytrade.cli.cancel_mirror import cancel_mirror
 from copytrade.cli.config_cmd import config_app
 from copytrade.cli.demo import demo
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
@@ -72,6 +73,7 @@ def root(
 app.callback()(root)
 app.command("sim")(sim)
 app.command("follow")(follow)
+app.command("cancel-mirror")(cancel_mirror)
 app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 

@@ -14,14 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytz
 
 from copytrade.config import Config, FollowerConfig, Secret
+from copytrade.core.events import OrderReport
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
 from copytrade.core.ids import correlation_id
+from copytrade.core.reconcile import diff_leader
 from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind
@@ -30,6 +32,7 @@ from copytrade.engine import faultpoints
 from copytrade.engine.limits import AccountLimiter
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
+from copytrade.engine.reconciler import FollowerReconcile, Reconciler
 from copytrade.engine.replicator import FollowerPlan, Replicator
 from copytrade.engine.worker import FollowerWorker
 from copytrade.errors import AuthError, BrokerError
@@ -61,6 +64,7 @@ class FollowStatus:
     follower_streams: dict[str, StreamStatus] = field(default_factory=dict)
     stopped_followers: dict[str, str] = field(default_factory=dict)
     catch_ups: int = 0
+    stalls: int = 0
 
 
 def _caps(follower: FollowerConfig) -> Caps:
@@ -90,7 +94,11 @@ class FollowEngine:
         self.status = FollowStatus()
         self.on_change = on_change
         self.trading_date = trading_date
-        self.stream_options = stream_options or {}
+        # Pings every reconcile interval: a stalled stream (no close, no pongs) is noticed
+        # within about two intervals even when the leader is quiet.
+        interval = config.settings.reconcile_interval_seconds
+        self.stream_options = {"ping_interval": interval, "ping_timeout": interval,
+                               **(stream_options or {})}
         self._tokens = tokens
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
@@ -114,6 +122,8 @@ class FollowEngine:
             on_halt=self._follower_halted,
             correlation_id_for=self._correlation_id_for(f.name)) for f in self.followers}
         self.replicator: Replicator | None = None
+        self.reconciler: Reconciler | None = None
+        self._leader: LeaderStream | None = None
 
     # ---- preparation -----------------------------------------------------------------------
 
@@ -155,6 +165,13 @@ class FollowEngine:
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change,
             last_price=self.leader.last_price)
+        self.reconciler = Reconciler(
+            self.store, self.updater, [FollowerReconcile(
+                f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit)
+                for f in self.followers if not f.shadow],
+            trading_date=lambda: self.trading_date().isoformat(),
+            now=lambda: datetime.now(UTC),
+            stopped=lambda name: name in self.status.stopped_followers)
         # Fills already in the positions just read must not be counted again when the
         # catch-up replays today's orders.
         self.replicator.leader_traded_at_start = {
@@ -192,9 +209,12 @@ class FollowEngine:
         if self._fatal is not None:
             raise self._fatal
 
-    async def _read_leader_book(self) -> bool:
+    async def _read_leader_book(self, *, periodic: bool = False) -> bool:
         """Feed the leader's order book through the replicator, as the stream's frames are
-        (duplicates end in the merge). False when the leader's token is refused."""
+        (duplicates end in the merge). False when the leader's token is refused.
+
+        Periodic reads feed only the news; news the stream should have brought more than
+        one interval ago means the stream is stalled: it is made to reconnect."""
         replicator = self.replicator
         assert replicator is not None
         book = await asyncio.to_thread(self.leader.order_book)
@@ -203,12 +223,29 @@ class FollowEngine:
                                     "and start follow again")
             return False
         _require(book, "the order book", "leader")
-        for index, report in enumerate(sorted(book.data,
-                                              key=lambda r: r.updated_at or datetime.min)):
+        reports = sorted(book.data, key=lambda r: r.updated_at or datetime.min)
+        if periodic:
+            reports = diff_leader({oid: m.report for oid, m in replicator.leaders.items()},
+                                  reports)
+            await self._check_stalled(reports)
+        for index, report in enumerate(reports):
             if index == 1:
                 faultpoints.reached("in_barrier")
             replicator.on_leader_report(report)
         return True
+
+    async def _check_stalled(self, news: list[OrderReport]) -> None:
+        interval = self.config.settings.reconcile_interval_seconds
+        now = datetime.now(UTC)
+        missed = [r for r in news
+                  if r.updated_at is not None and (now - r.updated_at).total_seconds() > interval]
+        stream = self._leader
+        if missed and stream is not None and stream.state is StreamState.CONNECTED:
+            self.status.stalls += 1
+            with self.store.write():
+                self.store.audit("stream_stalled", f"the leader's stream missed {len(missed)} "
+                                 "order change(s) the order book shows: reconnecting")
+            await stream.force_reconnect("missed changes the order book shows")
 
     async def _watch_leader(self) -> None:
         """Every reconcile interval, read the leader's book: orders the stream missed are
@@ -219,10 +256,12 @@ class FollowEngine:
             if await asyncio.to_thread(self._stop.wait, interval):
                 return
             try:
-                if not await self._read_leader_book():
+                if not await self._read_leader_book(periodic=True):
                     return
             except BrokerError as exc:  # transient: the next round tries again
                 log.warning("leader book read failed: %s", exc)
+            if self.reconciler is not None:
+                await asyncio.to_thread(self.reconciler.run_round)
 
     def _resume_unfinished(self) -> None:
         """Intents an earlier run committed but never finished (it crashed, or stopped
@@ -243,13 +282,14 @@ class FollowEngine:
             if await self._read_leader_book():
                 self.status.catch_ups += 1
 
-        return LeaderStream(
+        self._leader = LeaderStream(
             self.config.leader.order_ws_url, self.config.leader.client_id,
             self._tokens[self.config.leader.client_id].reveal(),
             on_report=replicator.on_leader_report, on_connected=catch_up,
             on_state=self._stream_state(self.status.leader_stream),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
             **self.stream_options)
+        return self._leader
 
     def _follower_stream(self, follower: FollowerConfig) -> LeaderStream:
         replicator = self.replicator

@@ -11,26 +11,12 @@ from collections.abc import Callable
 from copytrade.core.events import OrderReport
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
+from copytrade.core.reconcile import aggregate_trigger
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import LeaderOrder, MirrorOrder, StateEvent
-from copytrade.store.repo import Legs, Store, legs_of
+from copytrade.store.repo import Store, legs_of
 
-_TERMINAL = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
-
-
-def aggregate_trigger(legs: Legs, target: int) -> Trigger:
-    """One trigger for a mirror from all its follower orders (one, or the slices)."""
-    traded = sum(leg[1] for leg in legs.values())
-    if target > 0 and traded >= target:
-        return Trigger.FILL
-    statuses = [leg[0] for leg in legs.values()]
-    if statuses and all(status in _TERMINAL for status in statuses):
-        if "EXPIRED" in statuses:
-            return Trigger.EXPIRED
-        if "CANCELLED" in statuses or "TRADED" in statuses:
-            return Trigger.CANCELED
-        return Trigger.REJECTED
-    return Trigger.PARTIAL_FILL if traded > 0 else Trigger.ACK
+CANCELLED_OUTSIDE = "cancelled outside copytrade (e.g. in Dhan's app)"
 
 
 class MirrorUpdater:
@@ -66,10 +52,28 @@ class MirrorUpdater:
                                                                           mirror.filled_quantity)}
         if not mirror.follower_order_id:
             fields["follower_order_id"] = report.order_id
-        if report.reason and status in ("REJECTED", "CANCELLED", "EXPIRED"):
+        # The broker's reason for a rejection or expiry; a cancel keeps the reason we gave
+        # it (the decision core reads it: was it ours, and may a larger order re-open it).
+        if report.reason and (status in ("REJECTED", "EXPIRED")
+                              or (status == "CANCELLED" and not mirror.reason)):
             fields["reason"] = report.reason
+        if status == "CANCELLED" and previous[0] != "CANCELLED" and self._not_ours(mirror):
+            fields["reason"] = CANCELLED_OUTSIDE
+            self.store.audit("divergence", f"CANCELLED_OUTSIDE: follower order "
+                             f"{report.order_id} was cancelled outside copytrade",
+                             follower=mirror.follower, leader_order_id=mirror.leader_order_id)
         self.store.update_mirror(mirror, **fields)
         self._step(mirror, aggregate_trigger(legs, mirror.quantity), report.reason)
+
+    def _not_ours(self, mirror: MirrorOrder) -> bool:
+        """A cancel nobody here asked for: the mirror was not being cancelled and no cancel
+        of ours (follow's or cancel-mirror's) was ever committed for it."""
+        if mirror.state == MirrorState.PENDING_CANCEL.value:
+            return False
+        asked = self.store.db.execute_sql(
+            "SELECT 1 FROM intent WHERE mirror_id = ? AND action = 'CANCEL' LIMIT 1",
+            (mirror.id,)).fetchone()
+        return asked is None
 
     def new_attempt(self, mirror: MirrorOrder, correlation_id: str, *, quantity: int | None = None,
                     carried: int | None = None) -> MirrorOrder:

@@ -259,7 +259,7 @@ class FollowerWorker:
             with self.store.write():
                 self.store.finish_intent(intent, "SKIPPED", f"mirror is {mirror.state}")
             return
-        order_id = mirror.follower_order_id
+        order_id = request.get("order_id") or mirror.follower_order_id
         # A modify sets totals, so sending it again after an unknown outcome is safe.
         outcome: Outcome | None = None
         for attempt in range(UNKNOWN_LOOKUPS):
@@ -282,8 +282,9 @@ class FollowerWorker:
 
     def _cancel(self, intent: Intent, request: dict) -> None:
         mirror = self.store.mirror_by_id(intent.mirror_id)
-        open_legs = [order_id for order_id, (status, _, _) in legs_of(mirror).items()
-                     if status in ("TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED")]
+        open_legs = request.get("order_ids") or [
+            order_id for order_id, (status, _, _) in legs_of(mirror).items()
+            if status in ("TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED")]
         if not legs_of(mirror):
             with self.store.write():
                 self.store.finish_intent(intent, "SKIPPED", "no follower order to cancel")
@@ -306,7 +307,7 @@ class FollowerWorker:
             self.store.finish_intent(intent, "DONE" if not failures else "CHECKED",
                                      "; ".join(failures))
             mirror = self.store.mirror_by_id(mirror.id)
-            if any(r.ok for r in results):
+            if any(r.ok for r in results) and not request.get("order_ids"):
                 self.store.apply_trigger(mirror, Trigger.REQUEST_CANCEL, request.get("reason", ""))
 
     def _refresh_leg(self, mirror, order_id: str) -> None:

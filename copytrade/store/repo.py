@@ -44,7 +44,10 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self.lock, self.db.atomic():
+        # IMMEDIATE: take SQLite's write lock at the start. A deferred transaction that
+        # reads, then writes after another process committed, fails at once whatever the
+        # busy timeout (cancel-mirror and follow share the database).
+        with self.lock, self.db.atomic("IMMEDIATE"):
             yield
 
     # The hot path writes with plain SQL: peewee builds each statement in Python, which

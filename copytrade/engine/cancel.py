@@ -1,0 +1,514 @@
+"""`cancel-mirror`: cancel the follower orders that mirror given leader orders (or every
+open mirror), converging on "nothing of it left open" however often it is run.
+
+It may run while `follow` runs in another process on the same home: it writes through
+the same Store (short IMMEDIATE transactions, the busy timeout) and never takes follow's
+lock file. For every mirror it cancels it commits a CANCEL intent and the mirror's
+reason ("cancelled by cancel-mirror": the decision core never re-opens such a mirror)
+BEFORE the first call, completes the intent after, moves the mirror to PENDING_CANCEL
+when the broker took a cancel, then reads each order back (bounded) and applies what it
+reads through MirrorUpdater, so the mirror's state is the broker's whether or not a
+follower stream is listening. An order the broker refuses to cancel is read, and its
+real state (filled, already cancelled) is reported rather than treated as an error.
+
+Pure of the CLI: selection in, results out (CancelResult rows, one per follower order).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.orders import OPEN_STATES, InvalidTransition, MirrorState, Trigger
+from copytrade.dhan.rest import Outcome, OutcomeKind
+from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.positions import PositionBook
+from copytrade.errors import StoreError
+from copytrade.store.models import MirrorOrder
+from copytrade.store.repo import Store, legs_of
+
+if TYPE_CHECKING:
+    from copytrade.dhan.rest import DhanAccount
+
+CANCEL_REASON = "cancelled by cancel-mirror"
+INTENT_REQUEST = {"reason": "cancel-mirror"}
+AUDIT_KIND = "cancel_mirror"
+CANCEL_ATTEMPTS = 4  # per follower order: throttled or unknown outcomes are retried
+CONFIRM_SECONDS = 5.0  # reading cancelled orders back until the broker says CANCELLED
+SETTLE_SECONDS = 3.0  # a mirror whose place is in flight: waiting for its order id
+_TARGET_STATES = frozenset({*OPEN_STATES, MirrorState.PLANNED})
+
+
+class ResultKind(StrEnum):
+    CANCELLED = "cancelled"
+    REQUESTED = "cancel requested"  # the broker took it; not yet seen CANCELLED
+    ALREADY_CANCELLED = "already cancelled"
+    ALREADY_FILLED = "already filled"
+    ALREADY_REJECTED = "already rejected"
+    ALREADY_EXPIRED = "already expired"
+    NEVER_PLACED = "never placed"
+    NO_MIRROR = "no mirror of this leader order"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Selection:
+    leader_order_ids: tuple[str, ...] = ()
+    all_open: bool = False
+    follower: str | None = None  # only this follower's mirrors
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    leader_order_id: str
+    follower: str | None
+    follower_order_id: str | None
+    kind: ResultKind
+    detail: str = ""
+    auth: bool = False  # failed because the account's token was refused (DH-901)
+
+    @property
+    def failed(self) -> bool:
+        return self.kind is ResultKind.FAILED
+
+    @property
+    def text(self) -> str:
+        return f"{self.kind.value}: {self.detail}" if self.detail else self.kind.value
+
+
+@dataclass(frozen=True)
+class Target:
+    """A mirror with something to cancel, as the store knew it when planned."""
+
+    mirror_id: int
+    leader_order_id: str
+    follower: str
+    leg: int
+    state: str
+    order_ids: tuple[str, ...]  # its open follower orders; empty: not placed yet
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    targets: tuple[Target, ...]
+    ended: tuple[CancelResult, ...]  # already terminal: reported as they are
+    unmatched: tuple[str, ...]  # leader order ids with no mirror (for the follower)
+    follower: str | None = None
+    leader_order_ids: tuple[str, ...] = ()  # as asked for: the results' order
+
+    @property
+    def order_count(self) -> int:
+        """Follower orders to cancel (a mirror not placed yet counts as one)."""
+        return sum(max(len(t.order_ids), 1) for t in self.targets)
+
+
+# ---- planning (reads only) ------------------------------------------------------------------
+
+def plan_cancel(selection: Selection) -> CancelPlan:
+    query = MirrorOrder.select()
+    if selection.follower is not None:
+        query = query.where(MirrorOrder.follower == selection.follower)
+    wanted: list[str] = []
+    if selection.all_open:
+        query = query.where(MirrorOrder.state.in_([s.value for s in _TARGET_STATES]))
+    else:
+        wanted = list(dict.fromkeys(selection.leader_order_ids))
+        query = query.where(MirrorOrder.leader_order.in_(wanted))
+    groups: dict[tuple[str, str, int], list[MirrorOrder]] = defaultdict(list)
+    for mirror in query.order_by(MirrorOrder.id):
+        groups[(mirror.leader_order_id, mirror.follower, mirror.leg)].append(mirror)
+    rank = {order_id: index for index, order_id in enumerate(wanted)}
+    targets: list[Target] = []
+    ended: list[CancelResult] = []
+    for key in sorted(groups, key=lambda k: (rank.get(k[0], 0), groups[k][0].id, k[1], k[2])):
+        attempts = sorted(groups[key], key=lambda m: m.attempt)
+        live = [m for m in attempts if _has_something_open(m)]
+        if live:
+            targets += [_target(m) for m in live]
+        else:
+            ended += _ended_results(attempts[-1])
+    matched = {key[0] for key in groups}
+    unmatched = tuple(order_id for order_id in wanted if order_id not in matched)
+    return CancelPlan(tuple(targets), tuple(ended), unmatched, selection.follower,
+                      tuple(wanted))
+
+
+def _open_leg_ids(mirror: MirrorOrder) -> tuple[str, ...]:
+    return tuple(order_id for order_id, (status, _traded, _qty) in legs_of(mirror).items()
+                 if status in OPEN_STATUSES)
+
+
+def _has_something_open(mirror: MirrorOrder) -> bool:
+    if mirror.shadow:
+        return False  # a shadow mirror never reached the broker
+    return MirrorState(mirror.state) in _TARGET_STATES or bool(_open_leg_ids(mirror))
+
+
+def _target(mirror: MirrorOrder) -> Target:
+    return Target(mirror.id, mirror.leader_order_id, mirror.follower, mirror.leg, mirror.state,
+                  _open_leg_ids(mirror))
+
+
+_ENDED_BY_STATE = {
+    MirrorState.CANCELED: ResultKind.ALREADY_CANCELLED,
+    MirrorState.FILLED: ResultKind.ALREADY_FILLED,
+    MirrorState.REJECTED: ResultKind.ALREADY_REJECTED,
+    MirrorState.EXPIRED: ResultKind.ALREADY_EXPIRED,
+    MirrorState.SKIPPED: ResultKind.NEVER_PLACED,
+}
+
+
+def _ended_results(mirror: MirrorOrder) -> list[CancelResult]:
+    legs = legs_of(mirror)
+    by_state = _ENDED_BY_STATE.get(MirrorState(mirror.state), ResultKind.ALREADY_CANCELLED)
+    if not legs:
+        detail = mirror.reason if by_state is not ResultKind.ALREADY_CANCELLED else ""
+        return [CancelResult(mirror.leader_order_id, mirror.follower, None, by_state,
+                             detail[:120])]
+    results = []
+    for order_id, (status, traded, quantity) in legs.items():
+        kind = _kind_for_status(status, traded, quantity) or by_state
+        results.append(CancelResult(mirror.leader_order_id, mirror.follower, order_id, kind,
+                                    _filled_detail(kind, traded, quantity)))
+    return results
+
+
+def _kind_for_status(status: str, traded: int, quantity: int) -> ResultKind | None:
+    """A terminal broker status as a result; None while the order is open."""
+    if status == "CANCELLED":
+        return ResultKind.ALREADY_CANCELLED
+    if status == "TRADED" or (status == "CLOSED" and quantity and traded >= quantity):
+        return ResultKind.ALREADY_FILLED
+    if status == "CLOSED":
+        return ResultKind.ALREADY_CANCELLED
+    if status == "REJECTED":
+        return ResultKind.ALREADY_REJECTED
+    if status == "EXPIRED":
+        return ResultKind.ALREADY_EXPIRED
+    return None
+
+
+def _filled_detail(kind: ResultKind, traded: int, quantity: int) -> str:
+    if kind in (ResultKind.CANCELLED, ResultKind.ALREADY_CANCELLED, ResultKind.REQUESTED) \
+            and traded:
+        return f"{traded} of {quantity} filled before"
+    return ""
+
+
+# ---- cancelling -------------------------------------------------------------------------------
+
+@dataclass
+class LegOutcome:
+    order_id: str
+    sent: bool  # the broker took the cancel
+    outcome: Outcome  # the last call's
+    report: OrderReport | None = None  # the order as last read
+    earlier: tuple[str, ...] = ()  # the calls before the last, described
+
+
+@dataclass
+class _Work:
+    target: Target
+    mirror_id: int
+    intent_id: int | None = None
+    previous_reason: str = ""
+    legs: list[LegOutcome] = field(default_factory=list)
+    results: list[CancelResult] = field(default_factory=list)  # settled without a call
+
+
+def cancel_mirrors(store: Store, accounts: Mapping[str, DhanAccount],
+                   selection: Selection | CancelPlan, *,
+                   acquire: Mapping[str, Callable[[], bool]] | None = None,
+                   sleep: Callable[[float], None] = time.sleep,
+                   confirm_seconds: float = CONFIRM_SECONDS,
+                   settle_seconds: float = SETTLE_SECONDS) -> list[CancelResult]:
+    """Cancel every open follower order of the selected mirrors; one result per follower
+    order (or per mirror never placed, or per leader order with no mirror).
+
+    `accounts` maps follower name -> its account; `acquire` (optional) follower name ->
+    a rate-limiter slot taker shared with follow. A plan from plan_cancel() cancels what
+    was confirmed; a Selection plans afresh."""
+    plan = selection if isinstance(selection, CancelPlan) else plan_cancel(selection)
+    return _Canceller(store, accounts, acquire or {}, sleep).run(
+        plan, confirm_seconds, settle_seconds)
+
+
+class _Canceller:
+    def __init__(self, store: Store, accounts: Mapping[str, DhanAccount],
+                 acquire: Mapping[str, Callable[[], bool]],
+                 sleep: Callable[[float], None]) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.acquire = acquire
+        self.sleep = sleep
+        self.refused: dict[str, Outcome] = {}  # follower -> DH-901: no more calls to it
+        books: dict[str, PositionBook] = defaultdict(PositionBook)
+        # follow keeps positions in memory; here they are only a sink for the updater
+        self.updater = MirrorUpdater(store, books.__getitem__)
+
+    def run(self, plan: CancelPlan, confirm_seconds: float,
+            settle_seconds: float) -> list[CancelResult]:
+        works = [self._send(target, settle_seconds) for target in plan.targets]
+        confirmed = self._confirm(works, confirm_seconds)
+        results: list[CancelResult] = []
+        for work in works:
+            results += work.results or self._finish(work, confirmed)
+        results += plan.ended
+        results += [CancelResult(order_id, plan.follower, None, ResultKind.NO_MIRROR)
+                    for order_id in plan.unmatched]
+        rank = {order_id: index for index, order_id in enumerate(plan.leader_order_ids)}
+        return sorted(results, key=lambda r: rank.get(r.leader_order_id, 0))  # stable
+
+    # -- one mirror: intent, calls, outcome ---------------------------------------------------
+
+    def _send(self, target: Target, settle_seconds: float) -> _Work:
+        work = _Work(target, target.mirror_id)
+        account = self.accounts.get(target.follower)
+        if account is None:
+            work.results = [self._failed(target, None, f"follower {target.follower} is not "
+                                         "enabled in the configuration: its account is unknown")]
+            return work
+        mirror = self.store.mirror_by_id(target.mirror_id)
+        if not legs_of(mirror) and MirrorState(mirror.state) in _TARGET_STATES:
+            unplaced = self._find_unplaced(target, account, settle_seconds)
+            if unplaced is not None:
+                work.results = [unplaced]
+                return work
+            mirror = self.store.mirror_by_id(target.mirror_id)
+        open_ids = _open_leg_ids(mirror)
+        if not open_ids:  # it ended since it was planned (follow saw it fill, say)
+            work.results = _ended_results(mirror)
+            return work
+        if target.follower in self.refused:  # its token was refused on an earlier mirror
+            text = _auth_text(self.refused[target.follower])
+            work.results = [self._failed(target, order_id, text, auth=True)
+                            for order_id in open_ids]
+            return work
+        with _write(self.store):  # durable before anything is sent
+            mirror = self.store.mirror_by_id(target.mirror_id)
+            work.previous_reason = mirror.reason
+            self.store.update_mirror(mirror, reason=CANCEL_REASON)
+            work.intent_id = self.store.add_intent(mirror, "CANCEL", INTENT_REQUEST).id
+        for order_id in open_ids:
+            leg = self._cancel_leg(target.follower, account, order_id)
+            work.legs.append(leg)
+            if leg.outcome.kind is OutcomeKind.AUTH:
+                self.refused[target.follower] = leg.outcome
+                break  # this account takes no more calls
+        self._record_calls(work, mirror.id)
+        return work
+
+    def _find_unplaced(self, target: Target, account: DhanAccount,
+                       settle_seconds: float) -> CancelResult | None:
+        """A mirror with no follower order yet: its place may be in flight in follow.
+        Wait (bounded) for its order id, then look it up by correlation id; None once
+        the mirror has orders to cancel."""
+        deadline = time.monotonic() + settle_seconds
+        delay = 0.05
+        while True:
+            mirror = self.store.mirror_by_id(target.mirror_id)
+            if legs_of(mirror):
+                return None
+            if MirrorState(mirror.state) not in _TARGET_STATES:
+                return _ended_results(mirror)[0]
+            if time.monotonic() >= deadline:
+                break
+            self.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 0.5)
+        found = account.order_by_correlation(mirror.correlation_id)
+        if found.kind is OutcomeKind.AUTH:
+            self.refused[target.follower] = found
+            return self._failed(target, None, _auth_text(found), auth=True)
+        if not found.ok:
+            return self._failed(target, None, "no follower order yet (its place request may "
+                                "still be in flight): nothing cancelled, run again")
+        with _write(self.store):
+            self.updater.adopt_order_ids(mirror.id, [r.order_id for r in found.data])
+            for report in found.data:
+                self.updater.apply_report(mirror.id, report)
+        return None
+
+    def _cancel_leg(self, follower: str, account: DhanAccount, order_id: str) -> LegOutcome:
+        """Cancel one follower order, converging: a refusal or an unknown outcome is
+        answered by reading the order; throttled and unknown calls are sent again
+        (a cancel is idempotent), a definitive refusal of an open order is not."""
+        outcome = Outcome(OutcomeKind.UNKNOWN, message="not sent")
+        report: OrderReport | None = None
+        earlier: list[str] = []
+        take_slot = self.acquire.get(follower)
+        for attempt in range(CANCEL_ATTEMPTS):
+            if attempt:
+                read = f" -> {report.status}" if report is not None else ""
+                earlier.append(f"{outcome.describe()}{read}")
+            if take_slot is not None and not take_slot():
+                outcome = Outcome(OutcomeKind.UNKNOWN,
+                                  message="stopped while waiting for the rate limit")
+                break
+            outcome = account.cancel(order_id)
+            if outcome.ok or outcome.kind is OutcomeKind.AUTH:
+                return LegOutcome(order_id, outcome.ok, outcome, None, tuple(earlier))
+            if outcome.kind is OutcomeKind.THROTTLED:
+                report = None
+                self.sleep(min(1.0 * 2**attempt, 4.0))  # Dhan: back off at least a second
+                continue
+            found = account.order(order_id)
+            if found.kind is OutcomeKind.AUTH:
+                return LegOutcome(order_id, False, found, None, tuple(earlier))
+            report = found.data if found.ok else None
+            if report is not None:
+                if outcome.kind is OutcomeKind.UNKNOWN and report.status == "CANCELLED":
+                    # the call got through, only its reply was lost
+                    return LegOutcome(order_id, True, outcome, report, tuple(earlier))
+                if report.status not in OPEN_STATUSES or outcome.kind is OutcomeKind.REFUSED:
+                    return LegOutcome(order_id, False, outcome, report, tuple(earlier))
+            self.sleep(min(0.25 * 2**attempt, 2.0))
+        return LegOutcome(order_id, False, outcome, report, tuple(earlier))
+
+    def _record_calls(self, work: _Work, mirror_id: int) -> None:
+        sent = [leg for leg in work.legs if leg.sent]
+        unsettled = [leg for leg in work.legs
+                     if not leg.sent and (leg.report is None or leg.report.status in OPEN_STATUSES)]
+        if not unsettled:
+            status = "DONE" if len(sent) == len(work.legs) else "CHECKED"
+        else:
+            status = unsettled[0].outcome.kind.value.upper()
+        with _write(self.store):
+            for leg in work.legs:
+                if leg.report is not None:
+                    self.updater.apply_report(mirror_id, leg.report)
+            assert work.intent_id is not None
+            self.store.finish_intent(self.store.intent_by_id(work.intent_id), status,
+                                     "; ".join(_leg_text(leg) for leg in work.legs))
+            mirror = self.store.mirror_by_id(mirror_id)
+            if sent:
+                self._step(mirror, Trigger.REQUEST_CANCEL)
+            elif mirror.reason == CANCEL_REASON:  # nothing was cancelled by us after all
+                self.store.update_mirror(mirror, reason=work.previous_reason)
+
+    def _step(self, mirror: MirrorOrder, trigger: Trigger) -> None:
+        try:
+            self.store.apply_trigger(mirror, trigger, "cancel-mirror")
+        except InvalidTransition as exc:
+            self.store.audit("anomaly", f"{mirror.follower}: {exc}", follower=mirror.follower,
+                             leader_order_id=mirror.leader_order_id)
+
+    # -- confirmation: read the cancelled orders back -----------------------------------------
+
+    def _confirm(self, works: Sequence[_Work], seconds: float) -> dict[str, OrderReport]:
+        """The broker's word on every order it took a cancel for, read until it is no
+        longer open or `seconds` have passed (follow's stream may have said it already,
+        but follow may not be running)."""
+        pending = {leg.order_id: self.accounts[work.target.follower]
+                   for work in works for leg in work.legs if leg.sent}
+        reports: dict[str, OrderReport] = {}
+        deadline = time.monotonic() + seconds
+        delay = 0.05
+        while pending:
+            for order_id, account in list(pending.items()):
+                found = account.order(order_id)
+                if found.ok:
+                    reports[order_id] = found.data
+                    if found.data.status not in OPEN_STATUSES:
+                        del pending[order_id]
+                elif found.kind is OutcomeKind.AUTH:
+                    del pending[order_id]
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                break
+            self.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
+        return reports
+
+    def _finish(self, work: _Work, confirmed: Mapping[str, OrderReport]) -> list[CancelResult]:
+        target = work.target
+        with _write(self.store):
+            for leg in work.legs:
+                if leg.order_id in confirmed:
+                    self.updater.apply_report(work.mirror_id, confirmed[leg.order_id])
+            mirror = self.store.mirror_by_id(work.mirror_id)
+            legs = legs_of(mirror)
+            results = [self._leg_result(target, leg, legs.get(leg.order_id)) for leg in work.legs]
+            # legs that were not open when the calls started: reported as they are
+            called = {leg.order_id for leg in work.legs}
+            for order_id, (status, traded, quantity) in legs.items():
+                if order_id not in called:
+                    kind = _kind_for_status(status, traded, quantity)
+                    results.append(CancelResult(
+                        target.leader_order_id, target.follower, order_id,
+                        kind or ResultKind.FAILED,
+                        _filled_detail(kind, traded, quantity) if kind else
+                        f"still {status}: not cancelled (it was not open when planned)"))
+            failed = [r for r in results if r.failed]
+            summary = ", ".join(f"{r.follower_order_id} {r.text}" for r in results)
+            self.store.audit(
+                AUDIT_KIND, f"{target.follower}: {summary}"[:1000],
+                leader_order_id=target.leader_order_id, follower=target.follower,
+                data={"mirror_id": work.mirror_id, "intent_id": work.intent_id,
+                      "state": mirror.state, "failed": len(failed),
+                      "orders": {r.follower_order_id: r.text for r in results}})
+        return results
+
+    def _leg_result(self, target: Target, leg: LegOutcome,
+                    stored: list | None) -> CancelResult:
+        status, traded, quantity = stored if stored else ("", 0, 0)
+        if leg.report is not None and not stored:
+            status, traded, quantity = (leg.report.status, leg.report.traded_quantity,
+                                        leg.report.quantity)
+        if leg.outcome.kind is OutcomeKind.AUTH:
+            return self._failed(target, leg.order_id, _auth_text(leg.outcome), auth=True)
+        ended = _kind_for_status(status, traded, quantity)
+        if leg.sent:
+            if ended is ResultKind.ALREADY_CANCELLED:
+                kind = ResultKind.CANCELLED
+            elif ended is not None:
+                return CancelResult(target.leader_order_id, target.follower, leg.order_id,
+                                    ended, "before the cancel took effect")
+            else:
+                return CancelResult(target.leader_order_id, target.follower, leg.order_id,
+                                    ResultKind.REQUESTED, f"the broker still shows {status}")
+        elif ended is not None:
+            kind = ended
+        else:
+            still = f"; the order is still {status}" if status else ""
+            return self._failed(target, leg.order_id, f"{leg.outcome.describe()}{still}")
+        return CancelResult(target.leader_order_id, target.follower, leg.order_id, kind,
+                            _filled_detail(kind, traded, quantity))
+
+    @staticmethod
+    def _failed(target: Target, order_id: str | None, detail: str, *,
+                auth: bool = False) -> CancelResult:
+        return CancelResult(target.leader_order_id, target.follower, order_id,
+                            ResultKind.FAILED, detail, auth=auth)
+
+
+def _leg_text(leg: LegOutcome) -> str:
+    read = f" -> {leg.report.status}" if leg.report is not None else ""
+    return f"{leg.order_id}: " + ", then ".join((*leg.earlier, f"{leg.outcome.describe()}{read}"))
+
+
+def _auth_text(outcome: Outcome) -> str:
+    return (f"the account's token was refused ({outcome.code or 'DH-901'}): refresh it "
+            "(web.dhan.co > My Profile > Access DhanHQ APIs)")
+
+
+@contextmanager
+def _write(store: Store) -> Iterator[None]:
+    """Store.write(), but BEGIN IMMEDIATE: another process (follow) writes the same file,
+    and a deferred transaction that reads before it writes fails at once with "database
+    is locked" (SQLITE_BUSY_SNAPSHOT) when that process commits in between, whatever the
+    busy timeout. IMMEDIATE takes the write lock first, waiting up to the busy timeout."""
+    try:
+        with store.lock, store.db.atomic("IMMEDIATE"):
+            yield
+    except Exception as exc:
+        if type(exc).__name__ == "OperationalError" and "locked" in str(exc):
+            raise StoreError(f"the database stayed busy (another copytrade is writing it): "
+                             f"{exc}") from exc
+        raise
+
