@@ -8,6 +8,8 @@ and UNKNOWN is resolved by a lookup by correlation id, never by sending again.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -81,6 +83,28 @@ class _SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
+QUOTES_PER_SECOND = 4  # Dhan's data APIs allow 5/s; one spare for clock skew
+QUOTE_TRIES = 3
+THROTTLE_PAUSE_SECONDS = 1.0  # Dhan: after DH-904, wait at least a second
+
+
+class Pace:
+    """At most `per_second` calls a second from this process (a simple spacing)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._gap = 1.0 / per_second
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._gap
+        if start > now:
+            time.sleep(start - now)
+
+
 # Reads (GET) are retried on gateway errors by urllib3's Retry; writes never are.
 READ_RETRY = Retry(total=2, connect=2, read=0, status=2, backoff_factor=0.2,
                    status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"}),
@@ -123,6 +147,7 @@ class DhanAccount:
         session.trust_env = False  # a stray HTTPS_PROXY must not reroute a whitelisted account
         self._api = dhanhq(context)
         self._http = http
+        self._quote_pace = Pace(QUOTES_PER_SECOND)
 
     def __repr__(self) -> str:  # never the token
         return f"DhanAccount({self.client_id})"
@@ -187,11 +212,18 @@ class DhanAccount:
         return classify(self._api.get_fund_limits())
 
     def last_price(self, exchange_segment: str, security_id: str) -> float | None:
-        """The last traded price (Dhan's market quote API), or None if unavailable."""
+        """The last traded price (Dhan's market quote API), or None if unavailable. Paced
+        under Dhan's data-API limit; throttled once, it waits and asks again."""
         try:
-            outcome = classify(self._api.ticker_data({exchange_segment: [int(security_id)]}))
+            request = {exchange_segment: [int(security_id)]}
         except ValueError:
             return None
+        for _ in range(QUOTE_TRIES):
+            self._quote_pace.wait()
+            outcome = classify(self._api.ticker_data(request))
+            if outcome.kind is not OutcomeKind.THROTTLED:
+                break
+            time.sleep(THROTTLE_PAUSE_SECONDS)
         if not outcome.ok or not isinstance(outcome.data, dict):
             return None
         quote = (outcome.data.get("data", {}).get(exchange_segment, {}).get(str(security_id))

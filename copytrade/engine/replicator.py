@@ -42,6 +42,7 @@ from copytrade.engine.positions import PositionBook
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store
 
+QUOTE_TTL_SECONDS = 2.0
 LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
 FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
 
@@ -93,7 +94,7 @@ class Replicator:
         self.last_price = last_price
         self.on_change = on_change
         self.leaders: dict[str, Merged] = {}
-        self._quotes: dict[tuple[str, str], float | None] = {}  # per leader report
+        self._quotes: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._working: dict[tuple[str, str, str], dict[str, int]] = {}
         # Traded quantities already inside the positions read at start (by order id), so
         # a catch-up does not count those fills twice; follower orders not ours included.
@@ -114,7 +115,6 @@ class Replicator:
             return
         self.leaders[report.order_id] = merged
         leader = merged.report
-        self._quotes.clear()
         submissions: list[tuple[FollowerPlan, int]] = []
         with self.store.write():
             self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
@@ -196,11 +196,14 @@ class Replicator:
         return self._size(follower, leader, view, positions)
 
     def _quote(self, leader: OrderReport) -> float | None:
-        """One quote per order and catch-up, however many followers ask."""
+        """One quote per instrument every few seconds, however many followers and caught-up
+        orders ask (Dhan's data APIs allow 5 calls a second)."""
         key = (leader.exchange_segment, leader.security_id)
-        if key not in self._quotes:
-            self._quotes[key] = self.last_price(*key)
-        return self._quotes[key]
+        now = time.monotonic()
+        cached = self._quotes.get(key)
+        if cached is None or now - cached[0] > QUOTE_TTL_SECONDS or cached[1] is None:
+            cached = self._quotes[key] = (now, self.last_price(*key))
+        return cached[1]
 
     def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
               positions: NetPositions) -> SizedOrder | Skip:
