@@ -1,0 +1,195 @@
+"""Soak: 1,000 leader orders across equity and F&O through a follow that is killed -9 at
+least 20 times, with stream drops and stalls, duplicated and reordered frames, and about
+5 % of follower place calls failing (5xx, or accepted then timing out).
+
+Not part of the default run: `python -m pytest -m soak -s`. It prints its figures and
+asserts zero duplicate follower orders, zero leader orders neither mirrored nor recorded
+as skipped, and zero wrong quantities.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower
+from simtools import eventually
+
+from copytrade.sim.server import Emulator
+
+pytestmark = pytest.mark.soak
+
+ORDERS = int(os.environ.get("SOAK_ORDERS", "1000"))
+KILLS = int(os.environ.get("SOAK_KILLS", "20"))
+FAULT_SHARE = 0.05
+FOLLOWERS = [follower("one", "1000000002"), follower("lots", "1000000003", "fixed_lots = 1")]
+INSTRUMENTS = [("1333", "NSE_EQ", "CNC", 1), ("2885", "NSE_EQ", "INTRADAY", 1),
+               ("52175", "NSE_FNO", "MARGIN", 65), ("52174", "NSE_FNO", "MARGIN", 30),
+               ("52201", "NSE_FNO", "MARGIN", 65)]
+
+
+class Follow:
+    """The real `copytrade follow` process, started and killed at will."""
+
+    def __init__(self, home: Path, config: Path) -> None:
+        self.env = {**os.environ, "COPYTRADE_HOME": str(home), "LEADER_TOKEN": LEADER_TOKEN,
+                    **{f"TOKEN_{f.name.upper()}": f.token for f in FOLLOWERS}}
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.kills = 0
+
+    def start(self, sim: Emulator) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "copytrade", "follow", "--config", str(self.config)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        eventually(lambda: all(sim.stream.stats()["connections"].get(cid, 0)
+                               for cid in [LEADER_ID, *(f.client_id for f in FOLLOWERS)]),
+                   timeout=30)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.kills += 1
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        _, stderr = self.process.communicate(timeout=60)
+        assert "Traceback" not in stderr, stderr
+        return self.process.returncode
+
+
+def place(sim: Emulator, rng: random.Random, index: int) -> None:
+    security, segment, product, lot = rng.choice(INSTRUMENTS)
+    market = rng.random() < 0.8
+    sim.app_place(LEADER_ID, {
+        "transactionType": "BUY", "exchangeSegment": segment, "productType": product,
+        "orderType": "MARKET" if market else "LIMIT", "validity": "DAY",
+        "securityId": security, "quantity": lot * rng.randint(1, 3),
+        "price": 0 if market else 1.0,  # far below: stays open
+    })
+
+
+def inject(sim: Emulator, rng: random.Random, index: int, counts: Counter) -> None:
+    """Faults at the rates the issue names, spread over the run."""
+    for each in FOLLOWERS:
+        if rng.random() < FAULT_SHARE:
+            kind = rng.choice(["5xx", "accept_then_timeout"])
+            sim.fail_next(kind, "/orders", method="POST", client_id=each.client_id,
+                          status=rng.choice([500, 502]))
+            counts[f"follower {kind}"] += 1
+    roll = rng.random()
+    if roll < 0.02:
+        sim.drop_stream(LEADER_ID, clean=rng.random() < 0.5)
+        counts["stream drops"] += 1
+    elif roll < 0.03:
+        sim.stall_stream(LEADER_ID, seconds=2)
+        counts["stream stalls"] += 1
+    elif roll < 0.06:
+        sim.duplicate_frames(2, LEADER_ID)
+        counts["duplicated frames"] += 2
+    elif roll < 0.08:
+        sim.reorder_frames(3, LEADER_ID)
+        counts["reordered groups"] += 1
+
+
+def test_soak(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("SOAK_SEED", "20261125")))
+    counts: Counter = Counter()
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    started = time.monotonic()
+    with Emulator() as sim:
+        for client_id in [LEADER_ID, *(f.client_id for f in FOLLOWERS)]:
+            sim.set_funds(client_id, 1e13)
+        sim.set_hold(1.0)  # held replies outlast follow's 0.5 s HTTP timeout
+        config = home / "copytrade.toml"
+        config.write_text(config_text(sim, FOLLOWERS, "http_timeout_seconds = 0.5\n"
+                                                      "reconcile_interval_seconds = 1"))
+        follow = Follow(home, config)
+        follow.start(sim)
+        kill_at = set(rng.sample(range(10, ORDERS), KILLS))
+        for index in range(ORDERS):
+            inject(sim, rng, index, counts)
+            place(sim, rng, index)
+            if index in kill_at:
+                follow.kill()
+                follow.start(sim)
+            time.sleep(0.1)  # pacing: ten leader orders a second, the followers' limit
+        # Quiescence: every leader order decided for every follower, nothing in flight.
+        eventually(lambda: settled(home), timeout=180, interval=1.0)
+        assert follow.stop() == 0
+        figures = check(sim, home)
+    figures.update(counts)
+    figures["kill -9 of follow"] = follow.kills
+    figures["seconds"] = round(time.monotonic() - started)
+    print("\nsoak figures:")
+    for name, value in sorted(figures.items()):
+        print(f"  {name}: {value}")
+    assert figures["duplicate follower orders"] == 0
+    assert figures["leader orders neither mirrored nor skipped"] == 0
+    assert figures["wrong quantities"] == 0
+
+
+def settled(home: Path) -> bool:
+    from copytrade.store.db import open_store
+
+    db = open_store(home / "copytrade.db")
+    try:
+        sending = db.execute_sql("SELECT COUNT(*) FROM intent WHERE status = 'SENDING'"
+                                 ).fetchone()[0]
+        leaders = db.execute_sql("SELECT COUNT(*) FROM leaderorder").fetchone()[0]
+        mirrored = db.execute_sql("SELECT COUNT(DISTINCT leader_order_id || follower) "
+                                  "FROM mirrororder").fetchone()[0]
+    finally:
+        db.close()
+    return sending == 0 and leaders >= ORDERS and mirrored >= leaders * len(FOLLOWERS)
+
+
+def check(sim: Emulator, home: Path) -> dict:
+    from copytrade.core.ids import is_ours
+    from copytrade.store.db import open_store
+
+    snapshot = sim.snapshot()["accounts"]
+    leader_book = {o["orderId"]: o for o in snapshot[LEADER_ID]["orders"]}
+    db = open_store(home / "copytrade.db")
+    mirrors = db.execute_sql("SELECT leader_order_id, follower, state, correlation_id "
+                             "FROM mirrororder").fetchall()
+    db.close()
+    by_cid = {cid: (leader_id, name) for leader_id, name, _, cid in mirrors}
+    decided = {(leader_id, name) for leader_id, name, _, _ in mirrors}
+    figures: Counter = Counter()
+    figures["leader orders"] = len(leader_book)
+    figures["leader orders neither mirrored nor skipped"] = sum(
+        (order_id, f.name) not in decided for order_id in leader_book for f in FOLLOWERS)
+    figures["skipped mirrors"] = sum(state == "SKIPPED" for _, _, state, _ in mirrors)
+    for each in FOLLOWERS:
+        holding: dict[str, list[dict]] = defaultdict(list)
+        for order in snapshot.get(each.client_id, {}).get("orders", []):
+            if not is_ours(order["correlationId"]):
+                continue
+            leader_id, _ = by_cid.get(order["correlationId"], (None, None))
+            if leader_id is None:
+                figures["follower orders the store does not know"] += 1
+                continue
+            if order["orderStatus"] in ("TRADED", "PENDING", "TRANSIT", "PART_TRADED"):
+                holding[leader_id].append(order)
+        for leader_id, orders in holding.items():
+            figures["follower orders"] += len(orders)
+            figures["duplicate follower orders"] += len(orders) - 1
+            leader = leader_book[leader_id]
+            lot = next(lot for sid, _, _, lot in INSTRUMENTS if sid == leader["securityId"])
+            want = leader["quantity"] if each.name == "one" else lot
+            if sum(o["quantity"] for o in orders) != want:
+                figures["wrong quantities"] += 1
+    figures.setdefault("duplicate follower orders", 0)
+    figures.setdefault("wrong quantities", 0)
+    return dict(figures)
