@@ -22,6 +22,7 @@ from copytrade.cli.config_cmd import config_app
 from copytrade.cli.demo import demo
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
 from copytrade.cli.follow import follow
+from copytrade.cli.replay_missed import replay_missed
 from copytrade.cli.sim import sim
 from copytrade.errors import CopytradeError
 
@@ -74,6 +75,7 @@ app.callback()(root)
 app.command("sim")(sim)
 app.command("follow")(follow)
 app.command("cancel-mirror")(cancel_mirror)
+app.command("replay-missed")(replay_missed)
 app.command("demo")(demo)
 app.add_typer(config_app, name="config")
 

@@ -179,8 +179,9 @@ class FollowEngine:
         for follower in self.followers:
             book = self.accounts[follower.name].order_book()
             if book.ok:
-                self.replicator.follower_traded.update(
-                    {(follower.name, r.order_id): r.traded_quantity for r in book.data})
+                traded = {(follower.name, r.order_id): r.traded_quantity for r in book.data}
+                self.replicator.follower_traded.update(traded)
+                self.updater.traded_at_start.update(traded)
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class FollowEngine:
                                     "and start follow again")
             return False
         _require(book, "the order book", "leader")
-        reports = sorted(book.data, key=lambda r: r.updated_at or datetime.min)
+        reports = sorted(book.data, key=lambda r: r.updated_at.timestamp() if r.updated_at else 0.0)
         if periodic:
             reports = diff_leader({oid: m.report for oid, m in replicator.leaders.items()},
                                   reports)

@@ -25,6 +25,8 @@ class MirrorUpdater:
         self.store = store
         self.positions = positions
         self.on_change = on_change
+        # (follower, order id) -> traded when positions were read at start.
+        self.traded_at_start: dict[tuple[str, str], int] = {}
 
     def adopt_order_ids(self, mirror_id: int, order_ids: list[str]) -> None:
         mirror = self.store.mirror_by_id(mirror_id)  # fresh: the stream may have written
@@ -44,7 +46,9 @@ class MirrorUpdater:
         legs[report.order_id] = [status, max(previous[1], report.traded_quantity),
                                  report.quantity]
         traded = sum(leg[1] for leg in legs.values())
-        delta = traded - mirror.filled_quantity
+        # Fills already inside the positions read at start are not counted again.
+        in_snapshot = sum(self.traded_at_start.get((mirror.follower, oid), 0) for oid in legs)
+        delta = traded - max(mirror.filled_quantity, in_snapshot)
         if delta > 0:
             self.positions(mirror.follower).apply_fill(
                 mirror.security_id, mirror.product_type, mirror.transaction_type, delta)

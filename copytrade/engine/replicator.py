@@ -142,10 +142,9 @@ class Replicator:
                     seen_at: float) -> list[tuple[FollowerPlan, int]]:
         mirror = self.store.mirror(leader.order_id, follower.name)
         if follower.stopped_reason():
-            if mirror is not None:
-                return []  # a stopped account takes no more calls
-            return self._record_skip(follower, leader, None, f"follower stopped: "
-                                     f"{follower.stopped_reason()}")
+            # A stopped account takes no calls, and nothing is recorded for it: once its
+            # token is refreshed, the next start catches these orders up (staleness allowing).
+            return []
         view = _view(mirror) if mirror is not None else None
         positions = (NetPositions(mirror.leader_position_before, mirror.follower_position_before)
                      if mirror is not None else self._positions_now(follower, leader))

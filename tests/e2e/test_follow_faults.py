@@ -357,16 +357,16 @@ def test_follower_token_expired_stops_only_that_follower(live_sim: Emulator,
         assert stopped.follower == "f1" and "refresh" in stopped.message
         third = api_place(run, quantity=4)
         run.wait_for(lambda: mirrors_of(run, "f2", third)
-                     and mirrors_of(run, "f2", third)[0].state == "FILLED"
-                     and mirrors_of(run, "f1", third))
+                     and mirrors_of(run, "f2", third)[0].state == "FILLED")
         # the other follower keeps mirroring
         assert_one_filled_mirror(run, F2, second, 2)
         assert_one_filled_mirror(run, F2, third, 2)
         # the stopped follower's orders are not marked rejected
         assert "REJECTED" not in run.mirror_states("f1")
         assert mirrors_of(run, "f1", resting)[0].state == "ACCEPTED"
-        [after] = mirrors_of(run, "f1", third)
-        assert after.state == "SKIPPED" and "follower stopped" in after.reason
+        # Nothing is decided for a stopped follower: a restart with a fresh token catches
+        # these orders up (a SKIPPED row would have kept them from it for good).
+        assert mirrors_of(run, "f1", third) == []
         assert [o["orderId"] for o in run.follower_book(F1)] == [
             mirrors_of(run, "f1", resting)[0].follower_order_id]
         assert run.failure == []

@@ -24,7 +24,7 @@ from simtools import eventually
 
 from copytrade.sim.server import Emulator
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(1800)]
 
 ORDERS = int(os.environ.get("SOAK_ORDERS", "1000"))
 KILLS = int(os.environ.get("SOAK_KILLS", "20"))
@@ -125,7 +125,10 @@ def test_soak(tmp_path: Path) -> None:
                 follow.start(sim)
             time.sleep(0.1)  # pacing: ten leader orders a second, the followers' limit
         # Quiescence: every leader order decided for every follower, nothing in flight.
-        eventually(lambda: settled(home), timeout=180, interval=1.0)
+        try:
+            eventually(lambda: settled(home), timeout=180, interval=1.0)
+        except AssertionError:
+            raise AssertionError(f"not settled: {progress(home)}") from None
         assert follow.stop() == 0
         figures = check(sim, home)
     figures.update(counts)
@@ -139,19 +142,30 @@ def test_soak(tmp_path: Path) -> None:
     assert figures["wrong quantities"] == 0
 
 
-def settled(home: Path) -> bool:
+def progress(home: Path) -> dict:
     from copytrade.store.db import open_store
 
     db = open_store(home / "copytrade.db")
     try:
-        sending = db.execute_sql("SELECT COUNT(*) FROM intent WHERE status = 'SENDING'"
-                                 ).fetchone()[0]
-        leaders = db.execute_sql("SELECT COUNT(*) FROM leaderorder").fetchone()[0]
-        mirrored = db.execute_sql("SELECT COUNT(DISTINCT leader_order_id || follower) "
-                                  "FROM mirrororder").fetchone()[0]
+        return {
+            "sending": db.execute_sql("SELECT COUNT(*) FROM intent WHERE status = 'SENDING'"
+                                      ).fetchone()[0],
+            "leaders": db.execute_sql("SELECT COUNT(*) FROM leaderorder").fetchone()[0],
+            "mirrored": db.execute_sql("SELECT COUNT(DISTINCT leader_order_id || follower) "
+                                       "FROM mirrororder").fetchone()[0],
+            "unmirrored": [row for row in db.execute_sql(
+                "SELECT order_id, status, order_type FROM leaderorder l WHERE (SELECT "
+                "COUNT(DISTINCT follower) FROM mirrororder m WHERE m.leader_order_id = "
+                "l.order_id) < 2 LIMIT 5").fetchall()],
+        }
     finally:
         db.close()
-    return sending == 0 and leaders >= ORDERS and mirrored >= leaders * len(FOLLOWERS)
+
+
+def settled(home: Path) -> bool:
+    state = progress(home)
+    return (state["sending"] == 0 and state["leaders"] >= ORDERS
+            and state["mirrored"] >= state["leaders"] * len(FOLLOWERS))
 
 
 def check(sim: Emulator, home: Path) -> dict:

@@ -1,0 +1,210 @@
+"""`copytrade replay-missed`: mirror, once, the leader orders created in a time window that
+follow missed (it was not running). The work is copytrade.engine.replay.replay_missed;
+this parses the times, takes follow's lock, shows progress, renders and picks the exit
+code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from copytrade.cli.config_cmd import ConfigOption
+from copytrade.errors import AlreadyRunningError, AuthError, BrokerError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from copytrade.engine.replay import Progress, ReplayReport, ReplayRow
+
+HEADER = ("leader order", "order", "follower", "result", "detail")
+STAGES = {"prepare": "reading books", "orders": "leader orders", "calls": "follower calls"}
+
+
+def replay_missed(
+    since: Annotated[str, typer.Option(
+        "--since", metavar="TIME", show_default=False,
+        help="Replay leader orders created at or after TIME: an ISO 8601 date-time "
+        "(2026-11-25T09:15:00, IST unless it has an offset) or an IST clock time HH:MM or "
+        "HH:MM:SS meaning today.")],
+    until: Annotated[str | None, typer.Option(
+        "--until", metavar="TIME", show_default=False,
+        help="Only orders created at or before TIME (same forms; default: now).")] = None,
+    follower: Annotated[str | None, typer.Option(
+        "--follower", metavar="NAME", help="Only this follower (the others are untouched).",
+    )] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Decide and list, but send nothing and record nothing.")] = False,
+    max_age: Annotated[float | None, typer.Option(
+        "--max-age", metavar="SECONDS", show_default=False,
+        help="For this run, mirror orders up to this old instead of each follower's "
+        "max_order_age_seconds (to catch up a longer outage on purpose).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Mirror the leader orders created while follow was not running, once.
+
+    Feeds every leader order created between --since and --until through the same
+    decisions as follow's catch-up (sizing, caps, staleness, de-duplication), sends what
+    they decide, and prints what it did and why per leader order and follower. Running it
+    again places nothing twice. Exit 0 when nothing failed, 5 when a follower call failed
+    or its outcome stayed unknown, 4 when a token was refused, 6 while follow runs.
+    """
+    from rich.console import Console
+
+    from copytrade.cli.logs import log_to_file
+    from copytrade.config import load_config, require_valid
+    from copytrade.core.timeparse import parse_time, parse_window
+    from copytrade.engine.lock import acquire_follow_lock
+    from copytrade.engine.replay import replay_missed as run_replay
+    from copytrade.engine.replay import select_followers
+    from copytrade.home import home_paths
+
+    now = datetime.now(UTC)
+    for option, text in (("--since", since), ("--until", until)):
+        if text is not None:
+            try:
+                parse_time(text, now=now)
+            except ValueError as exc:
+                raise UsageError(f"{option}: {exc}") from None
+    try:
+        start, end = parse_window(since, until, now=now)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if max_age is not None and not max_age > 0:
+        raise UsageError("--max-age must be more than 0 seconds")
+    paths = home_paths()
+    loaded = load_config(config)
+    tokens = require_valid(loaded)
+    select_followers(loaded, follower, max_age)  # an unknown --follower: exit 2 before anything
+    paths.create_dirs()
+    lock_path = paths.data_dir / "follow.lock"
+    try:
+        lock = acquire_follow_lock(lock_path)
+    except AlreadyRunningError:
+        raise AlreadyRunningError(f"follow is running and catches up by itself: nothing to "
+                                  f"replay while it runs (pid {_holder(lock_path)})") from None
+    try:
+        log_to_file(paths.log_dir)  # the SDK logs its errors: to the file, not to stderr
+        console = Console(highlight=False)
+        mode = " (dry run: nothing is sent or recorded)" if dry_run else ""
+        typer.echo(f"replay-missed{mode}: leader orders created {start:%Y-%m-%d %H:%M:%S} "
+                   f"to {end:%Y-%m-%d %H:%M:%S} IST")
+        with _progress(console) as on_progress:
+            report = run_replay(loaded, tokens, database_file=paths.database_file,
+                                limits_path=paths.data_dir / "limits.db", since=start,
+                                until=end, follower=follower, max_age=max_age,
+                                dry_run=dry_run, on_progress=on_progress)
+    finally:
+        lock.close()
+    if not report.rows:
+        typer.echo(f"nothing to replay: no leader order created in the window "
+                   f"({report.orders_in_book} in the leader's order book)")
+    else:
+        if console.is_terminal:
+            console.print(results_table(report.rows))
+        else:
+            typer.echo(plain_table(HEADER, result_rows(report.rows)))
+        typer.echo(summary_line(report))
+    _exit_for(report)
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Callable[[Progress], None]]:
+    """A Rich progress bar per stage on a terminal; else a plain line as each stage ends
+    (and per answered call)."""
+    if not console.is_terminal:
+        said: set[tuple[str, int, int]] = set()
+
+        def plain(progress: Progress) -> None:
+            key = (progress.stage, progress.done, progress.total)
+            ended = progress.done == progress.total
+            if key in said or (not ended and progress.stage != "calls"):
+                return
+            said.add(key)
+            if progress.stage == "prepare":
+                typer.echo("read the leader's and followers' books")
+            elif progress.stage == "orders":
+                typer.echo(f"decided on {progress.total} leader order(s)")
+            elif progress.total:
+                typer.echo(f"follower calls answered: {progress.done}/{progress.total}")
+
+        yield plain
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bars
+
+    bars = Bars(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    console=console, transient=False)
+    tasks: dict[str, object] = {}
+
+    def show(progress: Progress) -> None:
+        if progress.stage not in tasks:
+            tasks[progress.stage] = bars.add_task(STAGES.get(progress.stage, progress.stage),
+                                                  total=progress.total)
+        bars.update(tasks[progress.stage], completed=progress.done,  # type: ignore[arg-type]
+                    total=progress.total)
+
+    with bars:
+        yield show
+
+
+def _exit_for(report: ReplayReport) -> None:
+    refused = report.refused
+    failed = report.failed
+    if refused:
+        names = ", ".join(dict.fromkeys(row.follower for row in refused))
+        raise AuthError(f"token refused (DH-901) for follower {names}; "
+                        f"{len(failed)} mirror(s) not done")
+    if failed:
+        raise BrokerError(f"{len(failed)} mirror(s) failed or stayed unknown (see the table)")
+
+
+# ---- rendering (pure) ---------------------------------------------------------------------
+
+def result_rows(rows: Sequence[ReplayRow]) -> list[tuple[str, str, str, str, str]]:
+    return [(row.leader_order_id + (f"/{row.leg}" if row.leg != 1 else ""), row.order,
+             row.follower, row.result, row.detail or "-") for row in rows]
+
+
+def results_table(rows: Sequence[ReplayRow]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    styles = {"placed": "green", "modified": "cyan", "cancelled": "yellow",
+              "skipped": "magenta", "failed": "red", "already mirrored": "dim"}
+    table = Table(header_style="bold")
+    for title in HEADER:
+        table.add_column(title, overflow="fold")
+    for row, cells in zip(rows, result_rows(rows), strict=True):
+        style = styles.get(row.kind.value, "")
+        # Text, not markup: a broker's message may hold "[...]"
+        table.add_row(*(Text(cell, style=style if index == 3 else "")
+                        for index, cell in enumerate(cells)))
+    return table
+
+
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Aligned columns, no box or colour: for pipes, logs and cron mail."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                     .rstrip() for row in (header, *rows))
+
+
+def summary_line(report: ReplayReport) -> str:
+    counts = ", ".join(f"{count} {result}" for result, count in report.counts().items())
+    if report.dry_run:
+        return f"dry run, nothing sent or recorded: {counts}"
+    return counts
