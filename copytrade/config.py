@@ -154,6 +154,9 @@ class Settings:
         default_factory=lambda: types.MappingProxyType({})
     )
     http_timeout_seconds: float = DEFAULT_HTTP_TIMEOUT_SECONDS
+    # Multiplies Dhan's order-rate limits: for an emulator started with the same scale
+    # (load and soak runs); Dhan's own limits are fixed, so keep 1.0 with Dhan.
+    order_rate_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,7 @@ _SETTINGS_KEYS = (
     "reconcile_interval_seconds",
     "freeze_limits",
     "http_timeout_seconds",
+    "order_rate_scale",
 )
 
 
@@ -386,6 +390,7 @@ def _parse_settings(raw: object) -> Settings:
         http_timeout_seconds=table.number(
             "http_timeout_seconds", DEFAULT_HTTP_TIMEOUT_SECONDS, above=0
         ),
+        order_rate_scale=table.number("order_rate_scale", 1.0, above=0),
     )
 
 
@@ -936,6 +941,7 @@ def redacted(
             "instruments_url": config.settings.instruments_url,
             "reconcile_interval_seconds": config.settings.reconcile_interval_seconds,
             "http_timeout_seconds": config.settings.http_timeout_seconds,
+            "order_rate_scale": config.settings.order_rate_scale,
             "freeze_limits": dict(config.settings.freeze_limits),
         },
     }

@@ -28,6 +28,11 @@ def sim(
     seed: Annotated[
         int | None, typer.Option(help="Seed for the price path, for repeatable runs.")
     ] = None,
+    order_rate_scale: Annotated[
+        float,
+        typer.Option(min=0.001, help="Multiply Dhan's order-rate limits (load tests; "
+                     "follow's order_rate_scale setting must match)."),
+    ] = 1.0,
     tick: Annotated[
         float,
         typer.Option(min=0, help="Step the seeded price path every TICK seconds (0 = prices "
@@ -52,7 +57,8 @@ def sim(
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     emulator = Emulator(
-        host=host, rest_port=port, ws_port=ws_port, funds=funds, seed=seed, verbose=verbose
+        host=host, rest_port=port, ws_port=ws_port, funds=funds, seed=seed, verbose=verbose,
+        order_rate_scale=order_rate_scale,
     )
     try:
         try:

@@ -29,7 +29,7 @@ from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints
-from copytrade.engine.limits import AccountLimiter
+from copytrade.engine.limits import AccountLimiter, scaled_rates
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
 from copytrade.engine.reconciler import FollowerReconcile, Reconciler
@@ -118,7 +118,8 @@ class FollowEngine:
         self.workers = {f.name: FollowerWorker(
             f.name, self.accounts[f.name], store, self.updater,
             AccountLimiter(limits_path, f.account.client_id,
-                           now_ms=lambda: int(time.time() * 1000), wait=self._stop.wait),
+                           now_ms=lambda: int(time.time() * 1000), wait=self._stop.wait,
+                           rates=scaled_rates(config.settings.order_rate_scale)),
             on_halt=self._follower_halted,
             correlation_id_for=self._correlation_id_for(f.name)) for f in self.followers}
         self.replicator: Replicator | None = None

@@ -23,6 +23,11 @@ ORDER_RATES = [
 ]
 
 
+def scaled_rates(scale: float) -> list[Rate]:
+    """Dhan's windows with their counts multiplied (an emulator run with higher limits)."""
+    return [Rate(max(1, int(rate.limit * scale)), rate.interval) for rate in ORDER_RATES]
+
+
 class AccountLimiter:
     """Blocks until one more order call fits every window; never lets one more through."""
 

@@ -122,9 +122,15 @@ class Account:
     token_digests: dict[str, None] = field(default_factory=dict)
     expired_digests: dict[str, None] = field(default_factory=dict)
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
-    order_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(ORDER_RATES)))
+    order_rate_scale: float = 1.0
+    order_bucket: InMemoryBucket = field(init=False)
     read_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(READ_RATES)))
     data_bucket: InMemoryBucket = field(default_factory=lambda: InMemoryBucket(list(DATA_RATES)))
+
+    def __post_init__(self) -> None:
+        rates = [Rate(max(1, int(r.limit * self.order_rate_scale)), r.interval)
+                 for r in ORDER_RATES]
+        self.order_bucket = InMemoryBucket(rates)
 
     def remember_token(self, digest: str) -> None:
         self.token_digests[digest] = None

@@ -51,8 +51,10 @@ def on_tick(price: float, tick_size: float) -> bool:
 class Book:
     def __init__(self, *, funds: float = 1_000_000.0, clock: Clock | None = None,
                  seed: int | None = None,
-                 instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS) -> None:
+                 instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
+                 order_rate_scale: float = 1.0) -> None:
         self.default_funds = funds
+        self.order_rate_scale = order_rate_scale
         self.clock: Clock = clock or SystemClock()
         self.on_update: UpdateListener = lambda client_id, data: None
         self.instruments = {(i.segment, i.security_id): i for i in instruments}
@@ -98,7 +100,8 @@ class Book:
             if account is None:
                 if len(self.accounts) >= MAX_ACCOUNTS:
                     raise errors.account_issue("Too many accounts on this emulator")
-                account = self.accounts[client_id] = Account(client_id, self.default_funds)
+                account = self.accounts[client_id] = Account(
+                    client_id, self.default_funds, order_rate_scale=self.order_rate_scale)
             return account
 
     def expire_tokens(self, client_id: str) -> int:

@@ -27,8 +27,10 @@ class Emulator:
     def __init__(self, *, host: str = "127.0.0.1", rest_port: int = 0, ws_port: int = 0,
                  funds: float = 1_000_000.0, clock: Clock | None = None,
                  seed: int | None = None, verbose: bool = False,
-                 instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS) -> None:
-        self.book = Book(funds=funds, clock=clock, seed=seed, instruments=instruments)
+                 instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
+                 order_rate_scale: float = 1.0) -> None:
+        self.book = Book(funds=funds, clock=clock, seed=seed, instruments=instruments,
+                         order_rate_scale=order_rate_scale)
         self.faults = FaultPlan()
         self.stream = OrderStreamServer(self.book.stream_login_ok, host=host, port=ws_port)
         self.book.on_update = self.stream.publish

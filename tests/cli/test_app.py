@@ -268,6 +268,7 @@ def test_sim_prints_its_urls_then_stops_cleanly_on_a_signal(
         "funds": 5000.0,
         "seed": 7,
         "verbose": False,
+        "order_rate_scale": 1.0,
     }
     assert emulator.stopped
     assert signal.getsignal(signum) == before
@@ -285,6 +286,7 @@ def test_sim_defaults(
         "funds": 1_000_000,
         "seed": None,
         "verbose": False,
+        "order_rate_scale": 1.0,
     }
 
 

@@ -107,13 +107,16 @@ def test_soak(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     started = time.monotonic()
-    with Emulator() as sim:
+    # Dhan allows 1,000 orders an hour per account: a thousand-order run in minutes needs
+    # the emulator and follow both on ten times the limits.
+    with Emulator(order_rate_scale=10) as sim:
         for client_id in [LEADER_ID, *(f.client_id for f in FOLLOWERS)]:
             sim.set_funds(client_id, 1e13)
         sim.set_hold(1.0)  # held replies outlast follow's 0.5 s HTTP timeout
         config = home / "copytrade.toml"
         config.write_text(config_text(sim, FOLLOWERS, "http_timeout_seconds = 0.5\n"
-                                                      "reconcile_interval_seconds = 1"))
+                                                      "reconcile_interval_seconds = 1\n"
+                                                      "order_rate_scale = 10"))
         follow = Follow(home, config)
         follow.start(sim)
         kill_at = set(rng.sample(range(10, ORDERS), KILLS))

@@ -955,6 +955,7 @@ def test_redacted_fills_in_defaults_as_plain_data(config_file: Path) -> None:
         "instruments_url": DEFAULT_INSTRUMENTS_URL,
         "reconcile_interval_seconds": 3.0,
         "http_timeout_seconds": 5.0,
+        "order_rate_scale": 1.0,
         "freeze_limits": {},
     }
     assert json.loads(json.dumps(data)) == data  # plain data all the way down
