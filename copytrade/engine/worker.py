@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 THROTTLE_RETRIES = 8
 UNKNOWN_LOOKUPS = 3
-RESUME_LOOKUPS = 2  # "not found" answers before a place left over by a crash is sent
+RESUME_LOOKUPS = 2  # book reads without it before a place left over by a crash is sent
 RESUME_READS = 8  # reads at most, when the broker answers with errors instead
+RESUME_GAP = 0.5  # seconds between those two reads
 MAX_PLACE_ATTEMPTS = 3
 STOP = object()
 
@@ -69,6 +70,7 @@ class FollowerWorker:
         self.wall = wall
         self.last_sent_at = 0.0
         self.halted_reason: str | None = None
+        self._books_at_start: list[list[OrderReport]] | None = None
         self.stopping = threading.Event()
         self.sent = 0
         self._queue: queue.Queue[object] = queue.Queue()
@@ -134,35 +136,48 @@ class FollowerWorker:
             with self.store.write():
                 self.store.finish_intent(intent, "DONE", "adopted on restart")
             return
-        not_found = 0
-        for attempt in range(RESUME_READS):
-            found = self.account.order_by_correlation(mirror.correlation_id)
-            if found.kind is OutcomeKind.AUTH:
-                self._halt(intent, found)
-                return
-            if found.ok:
-                with self.store.write():
-                    self.store.finish_intent(intent, "DONE", "adopted on restart")
-                    self.updater.adopt_order_ids(mirror.id, [r.order_id for r in found.data])
-                    for report in found.data:
-                        self.updater.apply_report(mirror.id, report)
-                return
-            not_found += found.kind is OutcomeKind.NOT_FOUND
-            if not_found >= RESUME_LOOKUPS:
-                break
-            if self._wait(self.lookup_backoff.delay(attempt)):
-                return
-        if not_found < RESUME_LOOKUPS:  # the broker never answered: do not guess
+        books = self._resume_books()
+        if books is None:  # the broker never answered: do not guess
             with self.store.write():
                 self.store.audit("unresolved", "a place left over by a restart could not be "
                                  "looked up; it stays pending for the next start",
                                  follower=self.name, leader_order_id=mirror.leader_order_id)
+            return
+        found = [r for book in books for r in book if r.correlation_id == mirror.correlation_id]
+        if found:
+            with self.store.write():
+                self.store.finish_intent(intent, "DONE", "adopted on restart")
+                self.updater.adopt_order_ids(mirror.id, sorted({r.order_id for r in found}))
+                for report in found:
+                    self.updater.apply_report(mirror.id, report)
             return
         with self.store.write():
             self.store.audit("resumed", "place not found on the broker after a restart: "
                              "sending it", follower=self.name,
                              leader_order_id=mirror.leader_order_id)
         self._place(intent, request)
+
+    def _resume_books(self) -> list[list[OrderReport]] | None:
+        """Two reads of the follower's order book, the second at least RESUME_GAP seconds
+        after the first, shared by every place resumed in this run: an order the last run
+        sent shows in them (a book can lag a new order by a moment, hence two). None when
+        the broker does not answer."""
+        if self._books_at_start is not None:
+            return self._books_at_start
+        books: list[list[OrderReport]] = []
+        for attempt in range(RESUME_READS):
+            outcome = self.account.order_book()
+            if outcome.ok:
+                books.append(outcome.data)
+                if len(books) == RESUME_LOOKUPS:
+                    self._books_at_start = books
+                    return books
+                wait = RESUME_GAP
+            else:
+                wait = self.lookup_backoff.delay(attempt)
+            if self._wait(wait):
+                return None
+        return None
 
     def _send(self, call: Callable[[], Outcome]) -> Outcome | None:
         """Rate-limited send, retried while throttled; None when told to stop."""
@@ -293,14 +308,14 @@ class FollowerWorker:
             return
         results = []
         for order_id in open_legs:
-            outcome = self._send(lambda oid=order_id: self.account.cancel(oid))
+            outcome = self._cancel_one(order_id)
             if outcome is None:
                 return
             if outcome.kind is OutcomeKind.AUTH:
                 self._halt(intent, outcome)
                 return
             results.append(outcome)
-            if not outcome.ok:  # already terminal, or unknown: read what it really is
+            if not outcome.ok:  # already terminal, or still unknown: read what it is
                 self._refresh_leg(mirror, order_id)
         with self.store.write():
             failures = [r.describe() for r in results if not r.ok]
@@ -309,6 +324,22 @@ class FollowerWorker:
             mirror = self.store.mirror_by_id(mirror.id)
             if any(r.ok for r in results) and not request.get("order_ids"):
                 self.store.apply_trigger(mirror, Trigger.REQUEST_CANCEL, request.get("reason", ""))
+
+    def _cancel_one(self, order_id: str) -> Outcome | None:
+        """Cancel one order; a cancel is idempotent, so an unknown outcome is followed by a
+        read and, while the order is still open, by the cancel again (bounded)."""
+        outcome: Outcome | None = None
+        for attempt in range(UNKNOWN_LOOKUPS):
+            outcome = self._send(lambda: self.account.cancel(order_id))
+            if outcome is None or outcome.kind is not OutcomeKind.UNKNOWN:
+                return outcome
+            if self._wait(self.lookup_backoff.delay(attempt)):
+                return None
+            current = self.account.order(order_id)
+            if current.ok and current.data.is_terminal:
+                return Outcome(OutcomeKind.SUCCESS, message="cancelled (seen after an "
+                               f"unknown outcome: {outcome.describe()})")
+        return outcome
 
     def _refresh_leg(self, mirror, order_id: str) -> None:
         found = self.account.order(order_id)

@@ -118,21 +118,26 @@ def test_soak(tmp_path: Path) -> None:
                                                       "reconcile_interval_seconds = 1\n"
                                                       "order_rate_scale = 10"))
         follow = Follow(home, config)
-        follow.start(sim)
-        kill_at = set(rng.sample(range(10, ORDERS), KILLS))
-        for index in range(ORDERS):
-            inject(sim, rng, index, counts)
-            place(sim, rng, index)
-            if index in kill_at:
-                follow.kill()
-                follow.start(sim)
-            time.sleep(0.1)  # pacing: ten leader orders a second, the followers' limit
-        # Quiescence: every leader order decided for every follower, nothing in flight.
         try:
-            eventually(lambda: settled(home), timeout=180, interval=1.0)
-        except AssertionError:
-            raise AssertionError(f"not settled: {progress(home)}") from None
-        assert follow.stop() == 0
+            follow.start(sim)
+            kill_at = set(rng.sample(range(10, ORDERS), KILLS))
+            for index in range(ORDERS):
+                inject(sim, rng, index, counts)
+                place(sim, rng, index)
+                if index in kill_at:
+                    follow.kill()
+                    follow.start(sim)
+                time.sleep(0.1)  # pacing: about ten leader orders a second
+            # Quiescence: every leader order decided for every follower, nothing in flight.
+            try:
+                eventually(lambda: settled(home), timeout=180, interval=1.0)
+            except AssertionError:
+                raise AssertionError(f"not settled: {progress(home)}") from None
+            assert follow.stop() == 0
+        finally:
+            if follow.process is not None and follow.process.poll() is None:
+                follow.process.kill()
+                follow.process.wait(timeout=30)
         figures = check(sim, home)
     figures.update(counts)
     figures["kill -9 of follow"] = follow.kills
