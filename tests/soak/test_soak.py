@@ -193,6 +193,9 @@ def check(sim: Emulator, home: Path) -> dict:
     figures["leader orders neither mirrored nor skipped"] = sum(
         (order_id, f.name) not in decided for order_id in leader_book for f in FOLLOWERS)
     figures["skipped mirrors"] = sum(state == "SKIPPED" for _, _, state, _ in mirrors)
+    latest = {(leader_id, name): state for leader_id, name, state, _ in mirrors}
+    figures["mirrors ending rejected (recorded, with the reason)"] = sum(
+        state == "REJECTED" for state in latest.values())
     for each in FOLLOWERS:
         holding: dict[str, list[dict]] = defaultdict(list)
         for order in snapshot.get(each.client_id, {}).get("orders", []):
