@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hmac
 import ipaddress
 import json
 import os
@@ -36,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from copytrade.errors import ConfigError
 from copytrade.home import check_private_file, home_paths
+from copytrade.secret import Secret
 
 DEFAULT_API_URL = "https://api.dhan.co/v2"
 DEFAULT_ORDER_WS_URL = "wss://api-order-update.dhan.co"
@@ -64,42 +64,6 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 # --- the configuration, as data -----------------------------------------------------------
-
-
-class Secret:
-    """An access token that prints as *** everywhere: str, repr, f-strings, tracebacks.
-
-    Only .reveal() gives the value, so every use of it is deliberate and greppable.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __format__(self, format_spec: str) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        # Constant time, so a comparison cannot be timed to guess a token.
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from websockets.uri import parse_uri
 
 from copytrade.core.events import OrderReport
 from copytrade.dhan.frames import MalformedFrame, parse_frame
+from copytrade.secret import Secret
 
 __all__ = ["LeaderStream", "StreamState"]
 
@@ -68,21 +69,6 @@ class _NeverDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 _wire_log = _NeverDebug(logging.getLogger(f"{__name__}.wire"), {})
-
-
-class _Secret:
-    """Holds the token so that no repr, vars() dump or traceback-with-locals shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
 
 
 class _CatchUpFailed(Exception):
@@ -128,7 +114,7 @@ class LeaderStream:
         self._url = url
         self._where = f"{where.host}:{where.port}"
         self._client_id = client_id
-        self._token = _Secret(token)
+        self._token = Secret(token)
         self._on_report = on_report
         self._on_malformed = on_malformed
         self._on_state = on_state
