@@ -19,7 +19,6 @@ from dhanhq import DhanContext, dhanhq
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from copytrade.core.events import OrderReport
 from copytrade.dhan.frames import report_from_rest
 
 REFUSAL_CODES = frozenset({"DH-902", "DH-903", "DH-905", "DH-906", "DH-907"})
@@ -248,7 +247,3 @@ def _one(data: Any) -> dict:
     if isinstance(data, list):
         return data[0] if data else {}
     return data if isinstance(data, dict) else {}
-
-
-def reports(outcome: Outcome) -> list[OrderReport]:
-    return list(outcome.data) if outcome.ok and outcome.data else []

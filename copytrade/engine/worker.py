@@ -132,7 +132,7 @@ class FollowerWorker:
         """A place the last run committed but never recorded an answer for: the order may
         exist. Adopt it if the broker has it; send it only if the broker does not."""
         mirror = self.store.mirror_by_id(intent.mirror_id)
-        if json.loads(mirror.legs or "{}"):  # the follower's stream already showed it
+        if legs_of(mirror):  # the follower's stream already showed it
             with self.store.write():
                 self.store.finish_intent(intent, "DONE", "adopted on restart")
             return
