@@ -3,11 +3,11 @@
 Three steps, each usable alone:
 
 - load_config() parses the file and checks its structure (known keys, types,
-  ranges, one sizing mode per follower). The first mistake is a ConfigError of
-  one line naming the key, e.g. "copytrade.toml: followers[1] (family-2).multipler:
-  unknown key (did you mean 'multiplier'?)".
-- validate() finds everything else that can be known before market open
-  (tokens, duplicate accounts, URLs, egress, lists) and returns all of it as
+  every number within its RANGES entry, one sizing mode per follower). The first
+  mistake is a ConfigError of one line naming the key, e.g. "copytrade.toml:
+  followers[1] (family-2).multipler: unknown key (did you mean 'multiplier'?)".
+- validate() finds everything else that can be known before market open (tokens
+  and their shape, duplicate accounts, URLs, egress, lists) and returns all of it as
   Problems, so `copytrade config validate` can show every mistake at once.
   require_valid() is the same check for commands that go on to trade.
 - resolve_tokens() reads each account's access token from its environment
@@ -22,10 +22,12 @@ import dataclasses
 import difflib
 import ipaddress
 import json
+import math
 import os
 import re
 import tomllib
 import types
+import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -56,6 +58,32 @@ TokenSource = Literal["env", "secrets file"]
 
 SIZING_MODES: tuple[str, ...] = get_args(SizingMode)
 DIVERGENCE_POLICIES: tuple[str, ...] = get_args(DivergencePolicy)
+
+# Every number in copytrade.toml, by key: (lowest, highest), both allowed. Bounds a
+# careful trader would set, wide enough for any real use, so that a slip (1e9 for 1.9,
+# seconds for milliseconds) stops at `config validate` instead of in `follow`.
+# docs/configuration.md shows each range next to its key; a test keeps them in step.
+RANGES: Mapping[str, tuple[float, float]] = types.MappingProxyType(
+    {
+        "multiplier": (0.01, 100.0),
+        "fixed_lots": (1, 100_000),
+        "max_quantity": (1, 10_000_000),
+        "max_order_value": (1.0, 1_000_000_000.0),  # rupees: up to 100 crore
+        "max_order_age_seconds": (1.0, 86_400.0),
+        "max_price_drift_percent": (0.0, 100.0),
+        # Floor: tests and the emulator poll fast; each round costs Dhan read requests.
+        "reconcile_interval_seconds": (0.25, 3_600.0),
+        "http_timeout_seconds": (0.5, 120.0),
+        # The emulator's --order-rate-scale accepts 0.001 and up; the two must match.
+        "order_rate_scale": (0.001, 1_000.0),
+        "freeze_limits": (1, 10_000_000),  # units per order
+    }
+)
+
+# A Dhan access token is a JWT (a few hundred characters of base64url and dots). The
+# floor is low because the emulator takes any token; it still catches a client id or
+# a truncated paste. Anything outside printable ASCII would end up in HTTP headers.
+TOKEN_LENGTH = (16, 4096)
 
 # Names end up in logs, CLI arguments and file names: keep them plain.
 _FOLLOWER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
@@ -223,9 +251,15 @@ def _read_toml(path: Path, *, missing_hint: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not valid UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
-        # tomllib says what and where ("Invalid value (at line 3, column 9)"),
-        # never the text around it, so a token pasted here is not echoed.
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        # tomllib says what and where ("Invalid value (at line 3, column 9)"), never
+        # the text around it; but it quotes an illegal character, which may be one of
+        # a token's, so that is dropped.
+        message = _TOML_QUOTED_CHARACTER.sub("character", str(exc))
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+
+
+# tomllib's "Illegal character '\x07'" / "Found invalid character 'x'".
+_TOML_QUOTED_CHARACTER = re.compile(r"""character (?:'[^']*'|"[^"]*")""")
 
 
 def _parse_config(data: Mapping[str, Any], *, source: Path | None) -> Config:
@@ -271,8 +305,8 @@ def _parse_follower(index: int, raw: object) -> FollowerConfig:
         sizing=_parse_sizing(table),
         enabled=table.boolean("enabled", True),
         shadow=table.boolean("shadow", False),
-        max_quantity=table.integer("max_quantity", None, minimum=1),
-        max_order_value=table.number("max_order_value", None, above=0),
+        max_quantity=table.integer("max_quantity"),
+        max_order_value=table.number("max_order_value", None),
         allow_segments=table.string_set("allow_segments"),
         deny_segments=table.string_set("deny_segments"),
         allow_products=table.string_set("allow_products"),
@@ -280,11 +314,9 @@ def _parse_follower(index: int, raw: object) -> FollowerConfig:
         allow_security_ids=table.string_set("allow_security_ids", numbers_too=True),
         deny_security_ids=table.string_set("deny_security_ids", numbers_too=True),
         mirror_on_transit=table.boolean("mirror_on_transit", False),
-        max_order_age_seconds=table.number(
-            "max_order_age_seconds", DEFAULT_MAX_ORDER_AGE_SECONDS, above=0
-        ),
+        max_order_age_seconds=table.number("max_order_age_seconds", DEFAULT_MAX_ORDER_AGE_SECONDS),
         max_price_drift_percent=table.number(
-            "max_price_drift_percent", DEFAULT_MAX_PRICE_DRIFT_PERCENT, at_least=0
+            "max_price_drift_percent", DEFAULT_MAX_PRICE_DRIFT_PERCENT
         ),
         on_divergence=table.choice("on_divergence", DIVERGENCE_POLICIES, "alert"),
     )
@@ -317,7 +349,7 @@ def _parse_account(table: _Table) -> AccountConfig:
 
 
 def _parse_sizing(table: _Table) -> Sizing:
-    multiplier = table.number("multiplier", None, above=0)
+    multiplier = table.number("multiplier", None)
     fixed_lots = table.whole_number("fixed_lots")
     capital_ratio = table.boolean("capital_ratio", False)
     chosen = [
@@ -348,13 +380,11 @@ def _parse_settings(raw: object) -> Settings:
     return Settings(
         instruments_url=table.string("instruments_url", DEFAULT_INSTRUMENTS_URL),
         reconcile_interval_seconds=table.number(
-            "reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS, above=0
+            "reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS
         ),
         freeze_limits=_parse_freeze_limits(table.get("freeze_limits", {})),
-        http_timeout_seconds=table.number(
-            "http_timeout_seconds", DEFAULT_HTTP_TIMEOUT_SECONDS, above=0
-        ),
-        order_rate_scale=table.number("order_rate_scale", 1.0, above=0),
+        http_timeout_seconds=table.number("http_timeout_seconds", DEFAULT_HTTP_TIMEOUT_SECONDS),
+        order_rate_scale=table.number("order_rate_scale", 1.0),
     )
 
 
@@ -364,9 +394,11 @@ def _parse_freeze_limits(raw: object) -> Mapping[str, int]:
         raise _Invalid(where, "must be a table of security_id = units")
     limits = {}
     for security_id, units in raw.items():
-        if not _is_int(units) or units < 1:
+        if not _is_int(units) or not _in_range("freeze_limits", units):
             raise _Invalid(
-                _key_path(where, security_id), "must be a whole number of units, at least 1"
+                _key_path(where, security_id),
+                f"must be a whole number of units {_range_text('freeze_limits')}, "
+                f"not {_shown(units)}",
             )
         limits[security_id] = units
     return types.MappingProxyType(limits)
@@ -408,28 +440,28 @@ class _Table:
             raise self.invalid(key, "must be true or false")
         return value
 
-    def number(
-        self, key: str, default: Any, *, above: float | None = None, at_least: float | None = None
-    ) -> Any:
+    def number(self, key: str, default: Any) -> Any:
+        """A finite int or float within RANGES[key], as a float."""
         value = self.data.get(key, default)
         if value is default:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.invalid(key, "must be a number")
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise self.invalid(key, "must be a finite number")
-        if above is not None and not value > above:
-            raise self.invalid(key, f"must be more than {above:g}, not {value}")
-        if at_least is not None and not value >= at_least:
-            raise self.invalid(key, f"must be at least {at_least:g}, not {value}")
+        if not _in_range(key, value):
+            raise self.invalid(key, f"must be {_range_text(key)}, not {_shown(value)}")
         return float(value)
 
-    def integer(self, key: str, default: Any, *, minimum: int) -> Any:
-        value = self.data.get(key, default)
-        if value is default:
-            return value
-        if not _is_int(value) or value < minimum:
-            raise self.invalid(key, f"must be a whole number, at least {minimum}")
+    def integer(self, key: str) -> int | None:
+        """A whole number (written without a decimal point) within RANGES[key]."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not _is_int(value) or not _in_range(key, value):
+            raise self.invalid(
+                key, f"must be a whole number {_range_text(key)}, not {_shown(value)}"
+            )
         return value
 
     def whole_number(self, key: str) -> float | None:
@@ -438,8 +470,10 @@ class _Table:
         if value is None:
             return None
         is_whole = _is_int(value) or (isinstance(value, float) and value.is_integer())
-        if not is_whole or value < 1:
-            raise self.invalid(key, f"must be a whole number of lots, at least 1, not {value}")
+        if not is_whole or not _in_range(key, value):
+            raise self.invalid(
+                key, f"must be a whole number of lots {_range_text(key)}, not {_shown(value)}"
+            )
         return float(value)
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> Any:
@@ -503,6 +537,30 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _in_range(key: str, value: float) -> bool:
+    low, high = RANGES[key]
+    return low <= value <= high
+
+
+def _range_text(key: str) -> str:
+    """'from 0.01 to 100': the same words docs/configuration.md uses for the key."""
+    low, high = RANGES[key]
+    return f"from {_bound_text(low)} to {_bound_text(high)}"
+
+
+def _bound_text(bound: float) -> str:
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
+
+
+def _shown(value: object) -> str:
+    """A wrong value as the user wrote it, if a number: a string might be a pasted token."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    return {str: "a string", list: "a list", dict: "a table"}.get(type(value), "a date or time")
+
+
 # --- tokens -------------------------------------------------------------------------------
 
 
@@ -515,15 +573,21 @@ def resolve_tokens(
     """client_id -> token for the leader and every follower that has one.
 
     Each token comes from the environment variable named by access_token_env,
-    else from the secrets file's [tokens] table. A token missing for the leader
-    or an enabled follower is a ConfigError; a disabled follower may lack one.
+    else from the secrets file's [tokens] table. A token missing or malformed
+    for the leader or an enabled follower is a ConfigError; a disabled follower
+    may lack one (a malformed one is then left out).
     """
     environ = os.environ if environ is None else environ
     secrets_path = secrets_file or home_paths().secrets_file
     file_tokens = read_secrets_file(secrets_path)
     tokens: dict[str, Secret] = {}
     for where, account, required in _accounts(config):
-        token = _token_from(account, environ, file_tokens)[0]
+        try:
+            token = _token_from(account, environ, file_tokens)[0]
+        except ConfigError as exc:
+            if required:
+                raise ConfigError(f"{where}: {exc.message}") from None
+            continue
         if token is not None:
             tokens[account.client_id] = token
         elif required:
@@ -537,13 +601,19 @@ def token_sources(
     *,
     secrets_file: Path | None = None,
 ) -> dict[str, TokenSource | None]:
-    """client_id -> where its token would come from ("env", "secrets file"), or None."""
+    """client_id -> where its token would come from ("env", "secrets file"), or None.
+
+    A malformed token is a ConfigError naming the account, as in resolve_tokens.
+    """
     environ = os.environ if environ is None else environ
     file_tokens = read_secrets_file(secrets_file or home_paths().secrets_file)
-    return {
-        account.client_id: _token_from(account, environ, file_tokens)[1]
-        for _where, account, _required in _accounts(config)
-    }
+    sources: dict[str, TokenSource | None] = {}
+    for where, account, _required in _accounts(config):
+        try:
+            sources[account.client_id] = _token_from(account, environ, file_tokens)[1]
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+    return sources
 
 
 def read_secrets_file(path: Path) -> dict[str, Secret]:
@@ -576,13 +646,48 @@ def read_secrets_file(path: Path) -> dict[str, Secret]:
 def _token_from(
     account: AccountConfig, environ: Mapping[str, str], file_tokens: Mapping[str, Secret]
 ) -> tuple[Secret | None, TokenSource | None]:
+    """The account's token and its source; a ConfigError (without `where`) if malformed."""
     # An empty variable counts as unset: `export DHAN_F1_TOKEN=` should not hide the file's.
     from_env = environ.get(account.access_token_env, "").strip()
     if from_env:
+        # Checked before it becomes a Secret: a Secret registers its value for redaction.
+        _check_token(from_env, f"in the environment variable {account.access_token_env}")
         return Secret(from_env), "env"
     if account.client_id in file_tokens:
-        return file_tokens[account.client_id], "secrets file"
+        token = file_tokens[account.client_id]
+        _check_token(token.reveal(), f'in secrets.toml under [tokens] "{account.client_id}"')
+        return token, "secrets file"
     return None, None
+
+
+def _check_token(token: str, source: str) -> None:
+    """Refuse a token that cannot be a Dhan token; the message quotes none of it."""
+    problem = _token_problem(token)
+    if problem:
+        low, high = TOKEN_LENGTH
+        raise ConfigError(
+            f"the access token {source} {problem}; a Dhan access token is {low} to {high} "
+            "printable ASCII characters without spaces: copy it again (it is not shown here)"
+        )
+
+
+def _token_problem(token: str) -> str | None:
+    """What is wrong with a token's shape, by position and kind, never by character."""
+    for position, char in enumerate(token, start=1):
+        if not "!" <= char <= "~":
+            return f"contains {_char_kind(char)} at position {position}"
+    low, high = TOKEN_LENGTH
+    if not low <= len(token) <= high:
+        return f"is {len(token)} characters long"
+    return None
+
+
+def _char_kind(char: str) -> str:
+    if unicodedata.category(char) == "Cc":
+        return "a control character"
+    if char.isspace():
+        return "a space"
+    return "a character that is not printable ASCII"
 
 
 def _missing_token_message(account: AccountConfig, secrets_path: Path) -> str:
@@ -670,18 +775,25 @@ def _warning(where: str, message: str) -> Problem:
 def _check_tokens(
     config: Config, environ: Mapping[str, str] | None, secrets_file: Path | None
 ) -> Iterator[Problem]:
+    environ = os.environ if environ is None else environ
     secrets_path = secrets_file or home_paths().secrets_file
     try:
-        sources = token_sources(config, environ, secrets_file=secrets_path)
+        file_tokens = read_secrets_file(secrets_path)
     except ConfigError as exc:
         # Tokens may well be in the unreadable file: one error, not one per account.
         yield _error(secrets_path.name, exc.message)
         return
     seen_env: dict[str, str] = {}
     for where, account, required in _accounts(config):
-        if sources[account.client_id] is None:
-            level = _error if required else _warning
-            yield level(where, _missing_token_message(account, secrets_path))
+        # A disabled follower's token is not used: missing or malformed, only a warning.
+        level = _error if required else _warning
+        try:
+            source = _token_from(account, environ, file_tokens)[1]
+        except ConfigError as exc:
+            yield level(where, exc.message)
+        else:
+            if source is None:
+                yield level(where, _missing_token_message(account, secrets_path))
         other = seen_env.setdefault(account.access_token_env, account.client_id)
         if other != account.client_id:
             yield _error(
@@ -736,12 +848,11 @@ def _check_url(
 ) -> Iterator[Problem]:
     """`schemes` is (secure, plain); plain is fine only for this machine (the emulator)."""
     secure, plain = schemes
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        yield _error(where, f"not a valid URL: {_safe_url(url)!r}")
+    problem = _url_problem(url)
+    if problem:
+        yield _error(where, problem)
         return
+    parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
         yield _error(
             where, f"must be a {secure}:// (or {plain}://) URL with a host, not {_safe_url(url)!r}"
@@ -752,6 +863,25 @@ def _check_url(
             f"{plain}:// to {parts.hostname} is unencrypted: the access "
             f"token travels in clear; use {secure}://",
         )
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes `url` unusable whatever its scheme: odd characters, a bad or empty port."""
+    for position, char in enumerate(url, start=1):
+        # urlsplit silently drops tabs and newlines; requests and websockets may not.
+        if char.isspace() or unicodedata.category(char) == "Cc":
+            return f"contains a space or control character at position {position}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"not a valid URL: {_safe_url(url)!r}"
+    if port is None and parts.netloc.endswith(":"):
+        # urlsplit reads "ws://host:" as no port at all; the client would then fail late.
+        return f"no port number after ':' in {_safe_url(url)!r}; give a port from 1 to 65535"
+    if port == 0:
+        return f"port 0 in {_safe_url(url)!r}; give a port from 1 to 65535"
+    return None
 
 
 def _check_egress(where: str, egress: Egress) -> Iterator[Problem]:
@@ -852,14 +982,12 @@ def _check_enabled_followers(config: Config) -> Iterator[Problem]:
 
 def _host(url: str) -> str | None:
     """host[:port] of a URL, or None if it has none (validate reports that separately)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    if _url_problem(url):  # also any ValueError urlsplit would raise
         return None
+    parts = urlsplit(url)
     if not parts.hostname:
         return None
-    return f"{parts.hostname}:{port}" if port else parts.hostname
+    return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
 
 
 def _is_loopback(host: str) -> bool:
@@ -877,9 +1005,9 @@ def _safe_url(url: str) -> str:
         parts = urlsplit(url)
         if parts.password is None:
             return url
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
+        # Host and port kept as written: a problem may be about them ("ws://u:p@host:").
+        host_and_port = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host_and_port}"))
     except ValueError:
         return "(unparseable URL)" if "@" in url else url
 

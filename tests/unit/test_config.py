@@ -267,18 +267,21 @@ STRUCTURE_ERRORS = [
     (clean(follower2="multipler = 2"), f"{F2}.multipler: unknown key (did you mean 'multiplier'?)"),
     (
         clean(follower2="fixed_lots = 1.5"),
-        f"{F2}.fixed_lots: must be a whole number of lots, at least 1, not 1.5",
+        f"{F2}.fixed_lots: must be a whole number of lots from 1 to 100,000, not 1.5",
     ),
     (
         clean(follower2="fixed_lots = 0"),
-        f"{F2}.fixed_lots: must be a whole number of lots, at least 1, not 0",
+        f"{F2}.fixed_lots: must be a whole number of lots from 1 to 100,000, not 0",
     ),
     (
         clean(follower2="fixed_lots = true"),
-        f"{F2}.fixed_lots: must be a whole number of lots, at least 1, not True",
+        f"{F2}.fixed_lots: must be a whole number of lots from 1 to 100,000, not true",
     ),
-    (clean(follower2="multiplier = 0"), f"{F2}.multiplier: must be more than 0, not 0"),
-    (clean(follower2="multiplier = -1.5"), f"{F2}.multiplier: must be more than 0, not -1.5"),
+    (clean(follower2="multiplier = 0"), f"{F2}.multiplier: must be from 0.01 to 100, not 0"),
+    (
+        clean(follower2="multiplier = -1.5"),
+        f"{F2}.multiplier: must be from 0.01 to 100, not -1.5",
+    ),
     (clean(follower2='multiplier = "2"'), f"{F2}.multiplier: must be a number"),
     (clean(follower2="multiplier = inf"), f"{F2}.multiplier: must be a finite number"),
     (clean(follower2="multiplier = nan"), f"{F2}.multiplier: must be a finite number"),
@@ -305,15 +308,15 @@ STRUCTURE_ERRORS = [
     (clean(follower2="fixed_lots = 1\nshadow = 1"), f"{F2}.shadow: must be true or false"),
     (
         clean(follower2="fixed_lots = 1\nmax_quantity = 0"),
-        f"{F2}.max_quantity: must be a whole number, at least 1",
+        f"{F2}.max_quantity: must be a whole number from 1 to 10,000,000, not 0",
     ),
     (
         clean(follower2="fixed_lots = 1\nmax_quantity = 2.5"),
-        f"{F2}.max_quantity: must be a whole number, at least 1",
+        f"{F2}.max_quantity: must be a whole number from 1 to 10,000,000, not 2.5",
     ),
     (
         clean(follower2="fixed_lots = 1\nmax_order_value = 0"),
-        f"{F2}.max_order_value: must be more than 0, not 0",
+        f"{F2}.max_order_value: must be from 1 to 1,000,000,000, not 0",
     ),
     (
         clean(follower2='fixed_lots = 1\nallow_segments = "NSE_EQ"'),
@@ -329,11 +332,11 @@ STRUCTURE_ERRORS = [
     ),
     (
         clean(follower2="fixed_lots = 1\nmax_order_age_seconds = 0"),
-        f"{F2}.max_order_age_seconds: must be more than 0, not 0",
+        f"{F2}.max_order_age_seconds: must be from 1 to 86,400, not 0",
     ),
     (
         clean(follower2="fixed_lots = 1\nmax_price_drift_percent = -1"),
-        f"{F2}.max_price_drift_percent: must be at least 0, not -1",
+        f"{F2}.max_price_drift_percent: must be from 0 to 100, not -1",
     ),
     (
         clean(follower2='fixed_lots = 1\non_divergence = "ignore"'),
@@ -350,7 +353,7 @@ STRUCTURE_ERRORS = [
     (clean(leader="colour = 'red'"), "leader.colour: unknown key"),
     (
         clean(settings="reconcile_interval_seconds = 0"),
-        "settings.reconcile_interval_seconds: must be more than 0, not 0",
+        "settings.reconcile_interval_seconds: must be from 0.25 to 3,600, not 0",
     ),
     (
         clean(settings="http_timeout_seconds = false"),
@@ -363,7 +366,7 @@ STRUCTURE_ERRORS = [
     ),
     (
         clean(settings="freeze_limits = { 1333 = 0 }"),
-        "settings.freeze_limits.1333: must be a whole number of units, at least 1",
+        "settings.freeze_limits.1333: must be a whole number of units from 1 to 10,000,000, not 0",
     ),
     (
         clean(settings="freeze_limit = {}"),
@@ -606,7 +609,7 @@ def test_a_clean_config_has_no_problems(config_file: Path) -> None:
 
 
 def test_the_full_example_has_no_errors(config_file: Path) -> None:
-    write_secrets({"1000000004": "tok-f3"})
+    write_secrets({"1000000004": "tok-FOLLOWER3-a41b90"})
     problems = problems_for(config_file, FULL)
     assert [p for p in problems if p.level == "error"] == []
 
@@ -963,12 +966,13 @@ def test_redacted_fills_in_defaults_as_plain_data(config_file: Path) -> None:
 
 # --- properties ---------------------------------------------------------------------------
 
-positive_floats = st.floats(min_value=0, exclude_min=True, allow_nan=False, allow_infinity=False)
+# The documented range of a multiplier: 0.01 to 100 (tests/hostile covers outside it).
+multipliers = st.floats(min_value=0.01, max_value=100)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50)
-@given(multiplier=positive_floats)
-def test_any_positive_multiplier_round_trips(config_file: Path, multiplier: float) -> None:
+@given(multiplier=multipliers)
+def test_any_multiplier_in_range_round_trips(config_file: Path, multiplier: float) -> None:
     config = load_text(config_file, clean(follower2=f"multiplier = {multiplier!r}"))
     assert config.followers[1].sizing == Sizing("multiplier", multiplier)
 
@@ -976,8 +980,8 @@ def test_any_positive_multiplier_round_trips(config_file: Path, multiplier: floa
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50)
 @given(
     lots=st.one_of(
-        st.integers(min_value=1, max_value=10**6),
-        st.floats(min_value=1, max_value=1e6).filter(lambda x: not x.is_integer()),
+        st.integers(min_value=1, max_value=100_000),
+        st.floats(min_value=1, max_value=1e5).filter(lambda x: not x.is_integer()),
     )
 )
 def test_fixed_lots_accepts_whole_numbers_only(config_file: Path, lots: float) -> None:
@@ -1024,6 +1028,6 @@ def doc_toml_examples() -> list[str]:
 @pytest.mark.parametrize("example", doc_toml_examples(), ids=["full", "paper"])
 def test_the_documented_examples_are_valid(config_file: Path, example: str) -> None:
     config = load_text(config_file, example)
-    environ = {f.account.access_token_env: "tok" for f in config.followers}
-    environ[config.leader.access_token_env] = "tok"
+    environ = {f.account.access_token_env: "tok-DOC-EXAMPLE-2b7e" for f in config.followers}
+    environ[config.leader.access_token_env] = "tok-DOC-EXAMPLE-2b7e"
     assert validate(config, environ) == []
