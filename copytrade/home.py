@@ -98,6 +98,30 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
+def ensure_private_file(path: Path) -> Path:
+    """Create `path` empty with mode 0600 if missing; make an existing one 0600.
+
+    For files opened by other code (logging, SQLite, a lock): a file an older version
+    or another tool left at 0644 is tightened, not trusted.
+    """
+    path = Path(path)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    if _POSIX:
+        os.chmod(path, PRIVATE_FILE_MODE)
+    return path
+
+
+def tighten_sidecars(path: Path, suffixes: tuple[str, ...] = ("-wal", "-shm", "-journal")) -> None:
+    """Make SQLite's sidecar files of `path` that exist 0600 (SQLite gives new ones the
+    database's mode, but keeps the mode of ones already there)."""
+    if not _POSIX:
+        return
+    for suffix in suffixes:
+        with contextlib.suppress(FileNotFoundError):  # absent, or removed at a checkpoint
+            os.chmod(f"{path}{suffix}", PRIVATE_FILE_MODE)
+
+
 def write_private_file(path: Path, text: str) -> None:
     """Atomically replace `path` with `text`; the file is 0600 from its first byte.
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hmac
 
+from copytrade.redact import register_secret
+
 
 class Secret:
-    """An access token that prints as *** everywhere: str, repr, f-strings, tracebacks.
+    """An access token that prints as *** everywhere: str, repr, f-strings, tracebacks,
+    and is redacted (copytrade.redact) from any outside text that quotes it.
 
     Only .reveal() gives the value, so every use of it is deliberate and greppable.
     """
@@ -15,6 +18,10 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # The single choke point: a token known as a Secret is redacted from every
+        # outside text (broker messages, library errors) before it is shown or stored.
+        if value:
+            register_secret(value)
 
     def reveal(self) -> str:
         return self._value

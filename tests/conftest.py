@@ -21,3 +21,11 @@ def copytrade_home(
     # A developer's COPYTRADE_DEBUG=1 must not change what the tests see.
     monkeypatch.delenv("COPYTRADE_DEBUG", raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets() -> None:
+    """Tokens a test registered for redaction must not redact another test's text."""
+    from copytrade.redact import _clear_for_tests
+
+    _clear_for_tests()

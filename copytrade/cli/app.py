@@ -125,7 +125,11 @@ def run(argv: Sequence[str] | None = None, *, typer_app: typer.Typer = app) -> i
 
 
 def _error_line(message: str) -> None:
-    typer.echo(f"error: {_one_line(message)}", err=True)
+    # Error texts quote broker replies and library exceptions: redact before printing.
+    # (Imported here: `copytrade --help` need not pay for it.)
+    from copytrade.redact import redact
+
+    typer.echo(f"error: {_one_line(redact(message))}", err=True)
 
 
 def _one_line(text: str) -> str:
@@ -133,9 +137,13 @@ def _one_line(text: str) -> str:
 
 
 def _debug_traceback(debug: bool) -> None:
-    # A plain traceback: frames and source lines, never local variables.
+    # A plain traceback: frames and source lines, never local variables; its exception
+    # texts come from outside, so it is formatted whole and redacted before it is written.
     if debug:
-        traceback.print_exc(file=sys.stderr)
+        from copytrade.redact import redact
+
+        sys.stderr.write(redact(traceback.format_exc()))
+        sys.stderr.flush()
 
 
 def _env_flag(name: str) -> bool:

@@ -161,7 +161,10 @@ def plan_rows(plan: CancelPlan) -> list[tuple[str, str, str, str]]:
 
 
 def result_rows(results: Sequence[CancelResult]) -> list[tuple[str, str, str, str]]:
-    return [(r.leader_order_id, r.follower or "-", r.follower_order_id or "-", r.text)
+    from copytrade.redact import redact
+
+    # r.text can quote the broker's reply or a library's exception
+    return [(r.leader_order_id, r.follower or "-", r.follower_order_id or "-", redact(r.text))
             for r in results]
 
 

@@ -4,10 +4,10 @@ SDK's own error logging (timeouts and the like) lands in the file, not on stderr
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from copytrade.home import ensure_private_dir
+from copytrade.home import ensure_private_dir, ensure_private_file
+from copytrade.redact import install, install_everywhere
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -15,10 +15,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def log_to_file(log_dir: Path, name: str = "copytrade.log") -> Path:
     ensure_private_dir(log_dir)
     path = log_dir / name
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    # 0600 even for a log an older version left readable by others.
+    ensure_private_file(path)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
+    install(handler)  # SDK records quote broker replies and exception texts
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_copytrade", False):
@@ -26,4 +27,5 @@ def log_to_file(log_dir: Path, name: str = "copytrade.log") -> Path:
     handler._copytrade = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    install_everywhere()  # and any other handler a library or test put on the root
     return path

@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from copytrade.redact import redact
 from copytrade.store.queries import MirrorRow, OrderRow
 
 STATE_STYLES = {
@@ -56,11 +57,11 @@ def status_line(stream_state: str, stream_detail: str, counters: dict[str, int],
     style = "green" if stream_state == "connected" else "yellow"
     text.append(stream_state, style=style)
     if stream_detail and stream_state != "connected":
-        text.append(f" ({stream_detail})", style="dim")
+        text.append(f" ({redact(stream_detail)})", style="dim")  # server close reasons
     for name, value in counters.items():
         text.append(f"   {name}: {value}")
     for follower, reason in stopped.items():
-        text.append(f"\nstopped {follower}: {reason}", style="red")
+        text.append(f"\nstopped {follower}: {redact(reason)}", style="red")  # broker text
     return text
 
 

@@ -175,8 +175,11 @@ def _exit_for(report: ReplayReport) -> None:
 # ---- rendering (pure) ---------------------------------------------------------------------
 
 def result_rows(rows: Sequence[ReplayRow]) -> list[tuple[str, str, str, str, str]]:
+    from copytrade.redact import redact
+
+    # row.detail can quote the broker's reply or a library's exception
     return [(row.leader_order_id + (f"/{row.leg}" if row.leg != 1 else ""), row.order,
-             row.follower, row.result, row.detail or "-") for row in rows]
+             row.follower, row.result, redact(row.detail) or "-") for row in rows]
 
 
 def results_table(rows: Sequence[ReplayRow]) -> Table:

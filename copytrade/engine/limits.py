@@ -3,13 +3,14 @@ within the day still knows what was sent (pyrate-limiter's SQLite bucket)."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from pyrate_limiter import Duration, Rate, RateItem, SQLiteBucket
+
+from copytrade.home import ensure_private_file, tighten_sidecars
 
 # Dhan's windows, each a little longer on our side: we stamp a call as it leaves, Dhan
 # counts it as it arrives, so a window exactly as long as Dhan's lets the 11th call land
@@ -33,14 +34,16 @@ class AccountLimiter:
 
     def __init__(self, db_path: Path, client_id: str, *, now_ms: Callable[[], int],
                  wait: Callable[[float], bool], rates: list[Rate] | None = None) -> None:
-        if not db_path.exists():
-            os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # 0600, as are sidecars an older version left at 0644 (new ones take the db's mode).
+        ensure_private_file(db_path)
+        tighten_sidecars(db_path)
         table = "rate_" + re.sub(r"[^A-Za-z0-9_]", "_", client_id)
         self._bucket = SQLiteBucket.init_from_file(rates or ORDER_RATES, table=table,
                                                    db_path=str(db_path))
         # WAL + NORMAL: a crash of the process loses nothing, and no fsync per order.
         self._bucket.conn.execute("PRAGMA journal_mode=WAL")
         self._bucket.conn.execute("PRAGMA synchronous=NORMAL")
+        tighten_sidecars(db_path)  # the -wal and -shm that WAL mode just opened
         self._now_ms = now_ms
         self._wait = wait  # returns True when asked to stop (e.g. Event.wait)
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ from peewee import SqliteDatabase
 
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
+from copytrade.redact import redact, redact_value
 from copytrade.store.models import ALL_MODELS, Intent, MirrorOrder
 
 Legs = dict[str, list[Any]]  # follower order id -> [status, traded, quantity]
@@ -85,7 +86,8 @@ class Store:
             trigger_price=report.trigger_price, disclosed_quantity=report.disclosed_quantity,
             average_price=report.average_price, after_market_order=report.after_market_order,
             lot_size=report.lot_size, placed_in_app=report.placed_in_app,
-            correlation_id=report.correlation_id, reason=report.reason,
+            correlation_id=report.correlation_id,
+            reason=redact(report.reason),  # the broker's own text, e.g. an RMS rejection
             version=json.dumps(version), leader_updated_at=report.updated_at,
         )
         now = self.now()
@@ -126,10 +128,13 @@ class Store:
         row = {**_column_defaults("mirrororder"), "created_at": now, "updated_at": now,
                **fields}
         row["leader_order_id"] = row.pop("leader_order")
+        row["reason"] = redact(row["reason"])  # may quote a broker message
         mirror_id = self._insert("mirrororder", row)
         return MirrorOrder(id=mirror_id, **row)
 
     def update_mirror(self, mirror: MirrorOrder, **fields: Any) -> None:
+        if "reason" in fields:  # may quote a broker message
+            fields["reason"] = redact(fields["reason"])
         fields["updated_at"] = self.now()
         self._update("mirrororder", "id", mirror.id, fields)
         for key, value in fields.items():
@@ -153,7 +158,7 @@ class Store:
         first state), in the same transaction."""
         self._insert("stateevent", {
             "mirror_id": mirror.id, "from_state": before.value, "to_state": after.value,
-            "trigger": trigger.value, "at": self.now(), "detail": detail[:500]})
+            "trigger": trigger.value, "at": self.now(), "detail": redact(detail)[:500]})
 
     def open_quantity_on_side(self, follower: str, security_id: str, product_type: str,
                               transaction_type: str) -> int:
@@ -182,15 +187,16 @@ class Store:
             "WHERE i.status = 'SENDING' ORDER BY i.id").fetchall()]
 
     def finish_intent(self, intent: Intent, status: str, outcome: str) -> None:
-        Intent.update(status=status, outcome=outcome[:500], completed_at=self.now()).where(
+        Intent.update(status=status, outcome=redact(outcome)[:500], completed_at=self.now()).where(
             Intent.id == intent.id).execute()
 
     def audit(self, kind: str, message: str, *, leader_order_id: str | None = None,
               follower: str | None = None, data: dict | None = None) -> None:
         self._insert("auditevent", {
             "at": self.now(), "kind": kind, "leader_order_id": leader_order_id,
-            "follower": follower, "message": message[:1000],
-            "data": json.dumps(data or {}, sort_keys=True, default=str)})
+            "follower": follower, "message": redact(message)[:1000],
+            "data": json.dumps(redact_value(data or {}), sort_keys=True,
+                               default=lambda value: redact(str(value)))})
 
 
 @lru_cache(maxsize=16)
