@@ -26,21 +26,36 @@ from copytrade.sim.instruments import (
 )
 from copytrade.sim.orders import SimOrder, Trade
 from copytrade.sim.validation import (
+    MAX_PRICE,
+    MAX_QUANTITY,
     PlaceRequest,
     check_prices,
     check_quantity,
     parse_modify,
     parse_place,
+    shown,
+    slice_size,
 )
 
 MAX_MODIFICATIONS = 25
 MAX_ACCOUNTS = 10_000
+MAX_CLIENT_ID_LENGTH = 64  # Dhan's are 10 digits; a bound keeps 10,000 accounts small
+MAX_FUNDS = 1e15
+MAX_PRICE_STEPS = 10_000  # ~0.4 s with the book lock held, plus the open orders' matches
 UpdateListener = Callable[[str, dict], None]
 
 
 def token_digest(token: str) -> str:
     """Tokens are kept only as digests, so no snapshot or log can show one."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_funds(funds: object) -> float:
+    if (isinstance(funds, bool) or not isinstance(funds, int | float)
+            or not (isinstance(funds, int) or math.isfinite(funds))
+            or not 0 <= funds <= MAX_FUNDS):
+        raise errors.bad_input(f"funds must be a finite number from 0 to {MAX_FUNDS:.0e}")
+    return float(funds)
 
 
 def on_tick(price: float, tick_size: float) -> bool:
@@ -53,7 +68,10 @@ class Book:
                  seed: int | None = None,
                  instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
                  order_rate_scale: float = 1.0) -> None:
-        self.default_funds = funds
+        try:
+            self.default_funds = check_funds(funds)
+        except ApiError as refusal:
+            raise ValueError(refusal.message) from None
         self.order_rate_scale = order_rate_scale
         self.clock: Clock = clock or SystemClock()
         self.on_update: UpdateListener = lambda client_id, data: None
@@ -72,7 +90,7 @@ class Book:
 
     def authenticate(self, client_id: str, token: str) -> Account:
         """Any (client id, token) pair is an account, created on first use; expired -> DH-901."""
-        if not client_id or not token:
+        if not client_id or not token or len(client_id) > MAX_CLIENT_ID_LENGTH:
             raise errors.invalid_token()
         digest = token_digest(token)
         with self._lock:
@@ -95,6 +113,8 @@ class Book:
     def account(self, client_id: str) -> Account:
         """The account of a client id, created on first use (the app's control calls use it
         without a token)."""
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH:
+            raise errors.bad_input(f"client id must be 1 to {MAX_CLIENT_ID_LENGTH} characters")
         with self._lock:
             account = self.accounts.get(client_id)
             if account is None:
@@ -110,8 +130,9 @@ class Book:
             return account.expire_tokens() if account else 0
 
     def set_funds(self, client_id: str, funds: float) -> None:
+        amount = check_funds(funds)  # NaN or -1e308 would make every later answer NaN
         with self._lock:
-            self.account(client_id).start_of_day_funds = funds
+            self.account(client_id).start_of_day_funds = amount
 
     # ---- order entry --------------------------------------------------------------
 
@@ -121,8 +142,7 @@ class Book:
         with self._lock:
             if not slicing:
                 return [self._enter(account, request, source)]
-            freeze = request.instrument.freeze_quantity
-            lots_per_slice = freeze - freeze % request.instrument.lot_size
+            lots_per_slice = slice_size(request.instrument)
             placed, left = [], request.quantity
             while left > 0:
                 size = min(left, lots_per_slice)
@@ -314,26 +334,42 @@ class Book:
     def instrument(self, security_id: str) -> Instrument:
         instrument = self._by_security.get(str(security_id))
         if instrument is None:
-            raise errors.bad_input(f"Unknown securityId {security_id!r}")
+            raise errors.bad_input(f"Unknown securityId {shown(security_id)}")
         return instrument
 
     def set_price(self, security_id: str, price: float) -> None:
         instrument = self.instrument(security_id)
-        if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
-            raise errors.bad_input("price must be a finite number more than 0")
+        if (isinstance(price, bool) or not isinstance(price, int | float)
+                or not (isinstance(price, int) or math.isfinite(price))
+                or not 0 < price <= MAX_PRICE):
+            raise errors.bad_input(f"price must be a number more than 0 and at most "
+                                   f"{MAX_PRICE:.0f}")
         with self._lock:
             self.prices[instrument.security_id] = float(price)
             self._match_security(instrument.security_id)
 
     def step_prices(self, steps: int = 1) -> dict[str, float]:
         """Advance the seeded random walk: each step moves each price by -3..+3 ticks."""
+        if isinstance(steps, bool) or not isinstance(steps, int) \
+                or not 1 <= steps <= MAX_PRICE_STEPS:
+            raise errors.bad_input(f"steps must be a whole number from 1 to {MAX_PRICE_STEPS}")
         with self._lock:
+            # No order is created during the walk (the lock is held), so the open orders of
+            # each security are gathered once instead of scanning the whole book every step.
+            resting: dict[str, list[SimOrder]] = {}
+            for order in self.orders.values():
+                if order.is_open:
+                    resting.setdefault(order.instrument.security_id, []).append(order)
             for _ in range(steps):
                 for security_id in sorted(self.prices):
                     tick = self._by_security[security_id].tick_size
                     moved = self.prices[security_id] + self._random.randint(-3, 3) * tick
-                    self.prices[security_id] = round(max(moved, tick), 2)
-                    self._match_security(security_id)
+                    self.prices[security_id] = round(min(max(moved, tick), MAX_PRICE), 2)
+                    waiting = resting.get(security_id)
+                    if waiting:
+                        for order in waiting:
+                            self._match(order)
+                        resting[security_id] = [o for o in waiting if o.is_open]
             return dict(self.prices)
 
     def set_fill_size(self, quantity: int | None, security_id: str | None = None) -> None:
@@ -342,8 +378,10 @@ class Book:
         with self._lock:
             if quantity is None:
                 self.fill_size.pop(key, None)
-            elif quantity <= 0:
-                raise errors.bad_input("fill size must be more than 0")
+            elif (isinstance(quantity, bool) or not isinstance(quantity, int | float)
+                  or not 0 < quantity <= MAX_QUANTITY or quantity != int(quantity)):
+                raise errors.bad_input(f"fill size must be a whole number from 1 to "
+                                       f"{MAX_QUANTITY}")
             else:
                 self.fill_size[key] = int(quantity)
 

@@ -1,4 +1,5 @@
-"""REST faults the emulator injects on request: throttling, server errors, lost replies."""
+"""REST faults the emulator injects on request: throttling, server errors, lost replies,
+and a broker that echoes the request's credentials in its error."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import threading
 from dataclasses import asdict, dataclass
 
 # Answered before the request is looked at.
-BEFORE_KINDS = ("429", "5xx", "timeout")
+BEFORE_KINDS = ("429", "5xx", "timeout", "echo_token")
 # Answered after the request took effect: the order exists, the reply is lost.
 AFTER_KINDS = ("accept_then_timeout",)
 # Order lookups answer "not found" although the order exists (lookup lag after create).
 LOOKUP_KINDS = ("not_found",)
 KINDS = BEFORE_KINDS + AFTER_KINDS + LOOKUP_KINDS
 MAX_PENDING_FAULTS = 1_000
+MAX_FAULT_COUNT = 1_000_000
+MAX_PATTERN_LENGTH = 256  # path globs, methods and client ids of a fault
 
 
 @dataclass
@@ -46,10 +49,16 @@ class FaultPlan:
             raise ValueError("a fault's path must be a string and its method a string or null")
         if fault.client_id is not None and not isinstance(fault.client_id, str):
             raise ValueError("a fault's client_id must be a string or null")
-        if fault.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {fault.kind!r}; expected one of {KINDS}")
-        if fault.count < 1:
-            raise ValueError("fault count must be at least 1")
+        if any(len(text) > MAX_PATTERN_LENGTH for text in (fault.path, fault.method or "",
+                                                           fault.client_id or "")):
+            raise ValueError(f"a fault's path, method and client_id are at most "
+                             f"{MAX_PATTERN_LENGTH} characters")
+        if not isinstance(fault.kind, str) or fault.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {str(fault.kind)[:40]!r}; expected one of "
+                             f"{KINDS}")
+        if isinstance(fault.count, bool) or not isinstance(fault.count, int) \
+                or not 1 <= fault.count <= MAX_FAULT_COUNT:
+            raise ValueError(f"fault count must be from 1 to {MAX_FAULT_COUNT}")
         if fault.kind == "5xx" and not 500 <= fault.status <= 599:
             raise ValueError("a 5xx fault's status must be 500-599")
         with self._lock:

@@ -7,7 +7,7 @@ is plenty for a loopback emulator, and it keeps the book free of event-loop code
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import re
 import socket
 import sys
@@ -22,11 +22,16 @@ from copytrade.sim.accounts import Account
 from copytrade.sim.book import Book
 from copytrade.sim.errors import ApiError
 from copytrade.sim.faults import AFTER_KINDS, BEFORE_KINDS, LOOKUP_KINDS, FaultPlan
+from copytrade.sim.wire import MAX_BODY_BYTES, BadBody, decode, encode
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/v2"
 CONTROL_PREFIX = "/_sim"
 SCRIP_MASTER_PATH = "/api-data/api-scrip-master.csv"
-MAX_BODY_BYTES = 1_000_000
+# An oversized body is read and thrown away up to this much, so the client gets its 400
+# instead of a reset; beyond it the connection is closed after the answer.
+MAX_DISCARD_BYTES = 16 * 1024 * 1024
 
 Handler = Callable[[Book, Account, dict[str, str], Any], Any]
 
@@ -94,6 +99,14 @@ class LostReply(Exception):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # 100+ clients may connect at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets or goes away mid-request is normal, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("REST client %s went away: %s", client_address, type(error).__name__)
+            return
+        super().handle_error(request, client_address)
 
 
 class RestServer:
@@ -191,7 +204,20 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             try:
                 raw = self._read_body()
-                if path.startswith(API_PREFIX + "/") or path == API_PREFIX:
+            except OSError as exc:  # the client reset or timed out: nobody to answer
+                log.debug("REST client went away during %s %s: %s", method, path,
+                          type(exc).__name__)
+                self.close_connection = True
+                return
+            except BadBody as exc:  # an oversized or unframed body, on any path
+                raw, refusal = b"", exc
+            else:
+                refusal = None
+            try:
+                if refusal is not None:
+                    status, payload = 400, errors.bad_input(
+                        self._refusal(method, path, refusal)).body()
+                elif path.startswith(API_PREFIX + "/") or path == API_PREFIX:
                     status, payload = self._api(method, path[len(API_PREFIX):], raw)
                 elif path.startswith(CONTROL_PREFIX + "/") and server.control:
                     status, payload = self._control(method, path[len(CONTROL_PREFIX):], raw)
@@ -204,22 +230,52 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 server.log(f"{method} {path} -> (no reply)")
                 self.close_connection = True
                 return
-            except ValueError as exc:  # an oversized or unreadable body
-                status, payload = 400, errors.bad_input(str(exc)).body()
             except Exception as exc:  # an emulator bug answers like Dhan's DH-908, not silence
                 server.log(f"internal error: {type(exc).__name__}: {exc}")
                 status, payload = 500, errors.server_error().body()
             server.log(f"{method} {path} -> {status}")
             if isinstance(payload, bytes):
                 self._send(status, payload, "text/html")
-            else:
-                self._send(status, json.dumps(payload).encode(), "application/json")
+                return
+            try:
+                data = encode(payload)
+            except (TypeError, ValueError) as exc:  # NaN or a stray object: an emulator bug
+                server.log(f"internal error: unencodable reply: {exc}")
+                status, data = 500, encode(errors.server_error().body())
+            self._send(status, data, "application/json")
+
+        @staticmethod
+        def _refusal(method: str, path: str, exc: Exception) -> str:
+            if path.startswith(CONTROL_PREFIX + "/"):
+                return f"control {method} {path[len(CONTROL_PREFIX):]}: {exc}"
+            return f"Request {exc}"
 
         def _read_body(self) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
+            if self.headers.get("Transfer-Encoding"):
+                self.close_connection = True  # its chunks would be read as the next request
+                raise BadBody("body must be sent with Content-Length, not chunked")
+            declared = (self.headers.get("Content-Length") or "0").strip()
+            if not (declared.isascii() and declared.isdigit() and len(declared) <= 12):
+                self.close_connection = True  # where this body ends is unknown
+                raise BadBody("body has an invalid Content-Length")
+            length = int(declared)
             if length > MAX_BODY_BYTES:
-                raise ValueError("body too large")
-            return self.rfile.read(length) if length else b""
+                self._discard(length)
+                raise BadBody(f"body is larger than {MAX_BODY_BYTES} bytes")
+            raw = self.rfile.read(length) if length else b""
+            if len(raw) < length:
+                self.close_connection = True  # the client stopped sending
+            return raw
+
+        def _discard(self, length: int) -> None:
+            left = min(length, MAX_DISCARD_BYTES)
+            while left > 0:
+                chunk = self.rfile.read(min(left, 64 * 1024))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            if left > 0 or length > MAX_DISCARD_BYTES:
+                self.close_connection = True
 
         def _api(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
             client_id = self.headers.get("client-id")
@@ -255,9 +311,9 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             body = None
             if route.method in ("POST", "PUT"):
                 try:
-                    body = json.loads(raw or b"null")
-                except ValueError:
-                    raise errors.bad_input("Request body is not valid JSON") from None
+                    body = decode(raw or b"null")
+                except BadBody as exc:
+                    raise errors.bad_input(f"Request {exc}") from None
             try:
                 return route.handler(book, account, params, body)
             except ApiError:
@@ -274,19 +330,25 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 return 429, errors.rate_limited().body()
             if fault.kind == "timeout":
                 server.hold()
+            if fault.kind == "echo_token":
+                # Verbatim, as a careless proxy or broker would: the client must redact it.
+                token = self.headers.get("access-token") or ""
+                client_id = self.headers.get("client-id") or ""
+                return 400, errors.bad_input(f"Invalid request header access-token: {token}, "
+                                             f"client-id: {client_id}").body()
             if fault.status == 500:
                 return 500, errors.server_error().body()
             return fault.status, b"<html><body><h1>Bad Gateway</h1></body></html>"
 
         def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
             try:
-                body = json.loads(raw) if raw else {}
+                body = decode(raw) if raw else {}
                 return 200, server.control(method, path, body)  # type: ignore[misc]
             except ApiError as refusal:
                 return refusal.http_status, refusal.body()
             except KeyError as exc:
                 return 400, errors.bad_input(f"control {method} {path}: missing key {exc}").body()
-            except (ValueError, TypeError, AttributeError) as exc:
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
                 return 400, errors.bad_input(f"control {method} {path}: {exc}").body()
 
         def _send(self, status: int, payload: bytes, content_type: str) -> None:

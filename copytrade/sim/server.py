@@ -22,6 +22,8 @@ from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
 from copytrade.sim.rest import CONTROL_PREFIX, SCRIP_MASTER_PATH, RestServer
 from copytrade.sim.stream import OrderStreamServer
 
+MAX_REASON_LENGTH = 500
+
 
 class Emulator:
     def __init__(self, *, host: str = "127.0.0.1", rest_port: int = 0, ws_port: int = 0,
@@ -110,6 +112,8 @@ class Emulator:
                                                      slicing=bool(order.get("slicing")))]
 
     def app_modify(self, client_id: str, order_id: str, order: dict) -> str:
+        if not isinstance(order, dict):
+            raise ValueError("order must be a JSON object")
         account = self.book.account(client_id)
         return self.book.modify(account, order_id, dict(order), source="N").status
 
@@ -118,6 +122,9 @@ class Emulator:
         return self.book.cancel(account, order_id, source="N").status
 
     def reject(self, order_id: str, reason: str = "Rejected by the exchange") -> None:
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH:
+            raise ValueError(f"reason must be a string of at most {MAX_REASON_LENGTH} "
+                             "characters")
         self.book.reject(order_id, reason)
 
     # ---- faults ---------------------------------------------------------------------------
@@ -125,7 +132,8 @@ class Emulator:
     def fail_next(self, kind: str, path: str = "*", *, method: str | None = None,
                   count: int = 1, client_id: str | None = None, status: int = 500) -> None:
         """The next `count` matching REST requests answer 429, 5xx, time out, are accepted and
-        then time out, or (lookups) answer not-found."""
+        then time out, (lookups) answer not-found, or (echo_token) answer 400 with the
+        request's own access-token in the message, as some proxies and brokers do."""
         self.faults.add(RestFault(kind=kind, path=path, method=method, count=count,
                                   client_id=client_id, status=status))
 
@@ -158,6 +166,12 @@ class Emulator:
 
     def reorder_frames(self, count: int, client_id: str | None = None) -> None:
         self.stream.reorder_next(count, client_id)
+
+    def send_raw_frame(self, client_id: str, text: str) -> int:
+        """Send `text` verbatim (no JSON check: it is meant to be hostile) as a text frame to
+        every logged-in stream connection of the account, behind the frames already queued;
+        returns the number of connections it was queued on."""
+        return self.stream.send_raw(client_id, text)
 
     def expire_token(self, client_id: str) -> int:
         """Every token of the account now gets DH-901 and its stream is closed."""

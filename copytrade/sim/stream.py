@@ -47,6 +47,9 @@ CONTROL_TIMEOUT = 5.0  # how long a control call waits for the event loop
 START_TIMEOUT = 5.0
 STOP_TIMEOUT = 3.0
 MAX_LOGIN_SIZE = 64 * 1024  # clients only ever send a login; refuse anything huge
+MAX_RAW_FRAME_BYTES = 1024 * 1024  # websockets clients refuse bigger messages by default
+MAX_FAULT_COUNT = 1_000_000
+MAX_FAULTED_ACCOUNTS = 10_000  # as many as the book has accounts
 
 _FaultKind = Literal["duplicate", "delay", "reorder"]
 _T = TypeVar("_T")
@@ -353,8 +356,9 @@ class OrderStreamServer:
 
     def publish(self, client_id: str, data: dict[str, Any]) -> None:
         """Queue an order_alert for every logged-in connection of client_id (any thread)."""
-        # Serialise now: the caller may mutate data afterwards, and bad data fails here.
-        text = json.dumps({"Type": "order_alert", "Data": data})
+        # Serialise now: the caller may mutate data afterwards, and bad data (NaN included:
+        # clients must only ever see standard JSON) fails here.
+        text = json.dumps({"Type": "order_alert", "Data": data}, allow_nan=False)
         loop = self._loop
         if loop is not None:
             try:
@@ -428,13 +432,36 @@ class OrderStreamServer:
             for _ in range(frame.copies):
                 self._enqueue(conn, frame.text)
 
-    def _enqueue(self, conn: _Connection, text: str) -> None:
+    def _enqueue(self, conn: _Connection, text: str) -> bool:
         if conn.closing:
             self._count(dropped=1)
-        elif not conn.offer(text):
+            return False
+        if not conn.offer(text):
             self._count(dropped=1)
             log.warning("order stream: slow consumer on %s, closing", conn.client_id)
             self._close(conn, CLOSE_SLOW_CONSUMER, "slow consumer")
+            return False
+        return True
+
+    def send_raw(self, client_id: str, text: str) -> int:
+        """Queue `text` verbatim on every logged-in connection of client_id, behind what is
+        already queued there and without frame faults; returns how many connections got it."""
+        if not isinstance(client_id, str) or not isinstance(text, str):
+            raise ValueError("client_id and text must be strings")
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:  # a text frame must be UTF-8; send "\\ud800" escaped
+            raise ValueError("text must be encodable as UTF-8 (no lone surrogates)") from None
+        if size > MAX_RAW_FRAME_BYTES:
+            raise ValueError(f"text must be at most {MAX_RAW_FRAME_BYTES} bytes")
+
+        def send_now() -> int:
+            targets = self._logged_in(client_id)
+            if not targets:
+                self._count(dropped=1)
+            return sum(self._enqueue(conn, text) for conn in targets)
+
+        return self._on_loop(send_now)
 
     def _drop_held_frames(self) -> None:
         for pending in self._faults.values():
@@ -581,7 +608,7 @@ class OrderStreamServer:
     # ----- frame faults ----------------------------------------------------------------
 
     def duplicate_next(self, count: int, client_id: str | None = None) -> None:
-        _require(count >= 0, "count must be >= 0")
+        _require(0 <= count <= MAX_FAULT_COUNT, f"count must be in [0, {MAX_FAULT_COUNT}]")
 
         def set_now() -> None:
             self._pending(client_id).duplicate = count
@@ -589,7 +616,7 @@ class OrderStreamServer:
         self._on_loop(set_now)
 
     def delay_next(self, count: int, seconds: float, client_id: str | None = None) -> None:
-        _require(count >= 0, "count must be >= 0")
+        _require(0 <= count <= MAX_FAULT_COUNT, f"count must be in [0, {MAX_FAULT_COUNT}]")
         _require(0 <= seconds <= MAX_HOLD_SECONDS, f"seconds must be in [0, {MAX_HOLD_SECONDS}]")
 
         def set_now() -> None:
@@ -599,7 +626,7 @@ class OrderStreamServer:
         self._on_loop(set_now)
 
     def reorder_next(self, count: int, client_id: str | None = None) -> None:
-        _require(count >= 2, "count must be >= 2")
+        _require(2 <= count <= MAX_FAULT_COUNT, f"count must be in [2, {MAX_FAULT_COUNT}]")
 
         def set_now() -> None:
             pending = self._pending(client_id)
@@ -619,6 +646,9 @@ class OrderStreamServer:
         self._on_loop(clear_now)
 
     def _pending(self, client_id: str | None) -> _PendingFaults:
+        if client_id not in self._faults and len(self._faults) > MAX_FAULTED_ACCOUNTS:
+            raise ValueError(f"frame faults are kept for at most {MAX_FAULTED_ACCOUNTS} "
+                             "accounts; clear_faults() first")
         return self._faults.setdefault(client_id, _PendingFaults())
 
     # ----- stats -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from dataclasses import dataclass
@@ -21,6 +22,18 @@ TRIGGERED_TYPES = ("STOP_LOSS", "STOP_LOSS_MARKET")
 PRICED_TYPES = ("LIMIT", "STOP_LOSS")
 CORRELATION_ID = re.compile(r"[A-Za-z0-9_-]{1,30}")
 MIN_DISCLOSED_SHARE = 0.30
+# Bounds that keep every amount finite (price x quantity x orders) and every loop short.
+MAX_PRICE = 1_000_000_000.0
+MAX_QUANTITY = 10_000_000_000  # the largest freeze limit times MAX_SLICES
+MAX_SLICES = 1_000
+MAX_NUMBER_TEXT = 32  # numeric text longer than this is refused before float() sees it
+MAX_SHOWN = 60  # characters of a refused value quoted back in the error message
+
+
+def shown(value: object) -> str:
+    """repr of a refused value, cut short: a 1 MB value must not come back in the error."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
 
 
 @dataclass(frozen=True)
@@ -55,30 +68,41 @@ class ModifyRequest:
 def _enum(body: dict, key: str, allowed: tuple[str, ...]) -> str:
     value = body.get(key)
     if not isinstance(value, str) or value not in allowed:
-        raise bad_input(f"Invalid value for {key}: {value!r}; expected one of {', '.join(allowed)}")
+        raise bad_input(f"Invalid value for {key}: {shown(value)}; expected one of "
+                        f"{', '.join(allowed)}")
     return value
 
 
-def _number(body: dict, key: str, default: float = 0.0) -> float:
+def _number(body: dict, key: str, default: float = 0.0, *, limit: float = MAX_PRICE) -> float:
     value = body.get(key, default)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise bad_input(f"Invalid value for {key}: {value!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise bad_input(f"Invalid value for {key}: {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise bad_input(f"Invalid value for {key}: {value!r}")
+    # Bounded before converting: float() of a 4,000-digit int raises OverflowError, and
+    # float() of a megabyte of digits is work for nothing.
+    number = float("nan")
+    if isinstance(value, int | float | str) and not isinstance(value, bool) and (
+            not isinstance(value, int) or 0 <= value <= limit) and (
+            not isinstance(value, str) or len(value) <= MAX_NUMBER_TEXT):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if not (math.isfinite(number) and 0 <= number <= limit):
+        raise bad_input(f"Invalid value for {key}: {shown(value)}; must be a number from 0 "
+                        f"to {limit:.0f}")
     return number
 
 
 def _whole(body: dict, key: str, default: int = 0) -> int:
-    number = _number(body, key, default)
+    number = _number(body, key, default, limit=MAX_QUANTITY)
     if number != int(number):
-        raise bad_input(f"Invalid value for {key}: {body.get(key)!r}; must be a whole number")
+        raise bad_input(f"Invalid value for {key}: {shown(body.get(key))}; must be a whole "
+                        "number")
     return int(number)
+
+
+def slice_size(instrument: Instrument) -> int:
+    """The largest whole-lot quantity within the freeze limit."""
+    freeze = instrument.freeze_quantity
+    return freeze - freeze % instrument.lot_size
 
 
 def check_quantity(instrument: Instrument, quantity: int, disclosed: int,
@@ -91,6 +115,8 @@ def check_quantity(instrument: Instrument, quantity: int, disclosed: int,
     if quantity > instrument.freeze_quantity and not allow_above_freeze:
         raise bad_input(f"Quantity {quantity} exceeds the freeze limit "
                         f"{instrument.freeze_quantity}; use the slicing API")
+    if quantity > slice_size(instrument) * MAX_SLICES:
+        raise bad_input(f"Quantity {quantity} would need more than {MAX_SLICES} slices")
     if disclosed and (disclosed > quantity or disclosed <= MIN_DISCLOSED_SHARE * quantity):
         raise bad_input("Invalid disclosedQuantity: must be more than 30% of quantity "
                         "and at most the quantity")
@@ -121,7 +147,7 @@ def parse_place(body: object, instruments: dict[tuple[str, str], Instrument],
     security_id = str(body.get("securityId") or "")
     instrument = instruments.get((segment, security_id))
     if instrument is None:
-        raise bad_input(f"Invalid securityId {security_id!r} for {segment}")
+        raise bad_input(f"Invalid securityId {shown(security_id)} for {segment}")
     quantity = _whole(body, "quantity")
     disclosed = _whole(body, "disclosedQuantity")
     check_quantity(instrument, quantity, disclosed, allow_above_freeze=slicing)
@@ -158,7 +184,7 @@ def parse_modify(body: object) -> ModifyRequest:
     order_type = _enum(body, "orderType", ORDER_TYPES)
     leg_name = body.get("legName") or "ENTRY_LEG"
     if leg_name not in LEG_NAMES:
-        raise bad_input(f"Invalid value for legName: {leg_name!r}")
+        raise bad_input(f"Invalid value for legName: {shown(leg_name)}")
     price = _number(body, "price")
     trigger_price = _number(body, "triggerPrice")
     check_prices(order_type, None, price, trigger_price)
