@@ -3,14 +3,15 @@
 Frames repeat, arrive late and overtake each other; REST reads may be older than the
 stream. Traded quantity and status only move forward whatever the order of arrival, and
 the order's parameters come from the newest report by (update time, progress); between
-reports of the same second, from the one whose parameters were not reported before.
+reports of the same second, from the one whose parameters were not reported before, or
+from two REST reads in a row that agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, ReportSource
 
 _STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 2, "PART_TRADED": 3}
 TERMINAL_RANK = 4
@@ -41,6 +42,9 @@ class Merged:
     changed: bool  # anything new compared to what was known before
     # Every set of order parameters reported so far: on a tie, only an unseen one is news.
     seen: frozenset[tuple] = frozenset()
+    # Parameters a REST read showed on a tie, already seen, unlike the merged state: a
+    # second REST read showing them again is believed (see merge).
+    rest_disagrees: tuple | None = None
 
 
 def merge(known: Merged | None, incoming: OrderReport) -> Merged:
@@ -53,8 +57,16 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
     # it. On a tie, parameters never reported before are the modification; parameters
     # already seen are a stale frame (repeated or overtaken) or a REST snapshot lagging the
     # stream, and must not undo it.
-    newer = incoming_version > known.version or (
-        incoming_version == known.version and parameters not in known.seen)
+    tie = incoming_version == known.version
+    newer = incoming_version > known.version or (tie and parameters not in known.seen)
+    # A modification back to parameters seen earlier in the same second (A -> B -> A)
+    # looks stale. A REST snapshot that lags the stream shows the new state by its next
+    # read; one that still shows those parameters on a second read is the truth.
+    disputed = (tie and not newer and incoming.source is ReportSource.REST
+                and parameters != order_parameters(current))
+    rest_disagrees = parameters if disputed else None
+    if disputed and known.rest_disagrees == parameters:
+        newer, rest_disagrees = True, None
     base = incoming if newer else current
     status = _forward_status(current, incoming)
     traded = max(current.traded_quantity, incoming.traded_quantity)
@@ -69,7 +81,8 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
         placed_in_app=current.placed_in_app or incoming.placed_in_app,
     )
     version = max(known.version, incoming_version)
-    return Merged(merged, version, merged != current, known.seen | {parameters})
+    return Merged(merged, version, merged != current, known.seen | {parameters},
+                  rest_disagrees)
 
 
 def _forward_status(current: OrderReport, incoming: OrderReport) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, Follower, FollowRun, follower, running_follow
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -342,8 +342,11 @@ class FollowMachine(RuleBasedStateMachine):
                                  f"{leader['orderId']} wants {want}; {context}")
 
 
+# No shrinking: each example runs a real engine for seconds, and shrinking a failure took
+# over five minutes; the failure message already lists every step and the books.
 FollowMachine.TestCase.settings = settings(
     max_examples=5, stateful_step_count=8, deadline=None, database=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestFollowStateful = FollowMachine.TestCase
 

@@ -355,3 +355,31 @@ def test_a_late_frame_of_the_same_second_does_not_revert_a_modification(arrival:
     rest = replace(modified, lot_size=None, source=ReportSource.REST)
     merged = fold([*frames, rest]).report
     assert (merged.quantity, merged.price) == (130, 101.0)
+
+
+# ---- a modification back to parameters seen earlier in the same second ----------------------
+
+
+def test_a_modification_back_to_earlier_parameters_is_believed_after_two_rest_reads() -> None:
+    """195 @240 -> 130 @239.9 -> 195 @239.75 -> 130 @239.9, all in one second: the last
+    frame looks like a stale repeat. One REST read showing it may lag; two do not."""
+    frames = [report(quantity=195, price=240.0), report(quantity=130, price=239.9),
+              report(quantity=195, price=239.75), report(quantity=130, price=239.9)]
+    merged = fold(frames)
+    assert (merged.report.quantity, merged.report.price) == (195, 239.75)  # the stale look
+    rest = report(quantity=130, price=239.9, source=ReportSource.REST)
+    once = merge(merged, rest)
+    assert not once.changed and once.rest_disagrees is not None
+    twice = merge(once, rest)
+    assert twice.changed
+    assert (twice.report.quantity, twice.report.price) == (130, 239.9)
+
+
+def test_a_rest_read_that_caught_up_ends_the_dispute() -> None:
+    merged = fold([report(quantity=195, price=240.0), report(quantity=130, price=239.9)])
+    lagging = report(quantity=195, price=240.0, source=ReportSource.REST)
+    once = merge(merged, lagging)
+    assert once.rest_disagrees is not None
+    caught_up = merge(once, report(quantity=130, price=239.9, source=ReportSource.REST))
+    assert caught_up.rest_disagrees is None
+    assert (merge(caught_up, lagging).report.quantity) == 130  # one lagging read again: no
