@@ -49,3 +49,7 @@ class AlreadyRunningError(CopytradeError):
 
 class StoreError(CopytradeError):
     """The database cannot be opened, migrated or written."""
+
+
+class DegradedError(CopytradeError):
+    """follow ran, but a background loop kept failing: the run must not look clean."""

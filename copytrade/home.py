@@ -18,7 +18,7 @@ from pathlib import Path
 
 import platformdirs
 
-from copytrade.errors import ConfigError
+from copytrade.errors import ConfigError, StoreError
 
 HOME_ENV_VAR = "COPYTRADE_HOME"
 APP_NAME = "copytrade"
@@ -51,9 +51,15 @@ class HomePaths:
         )
 
     def create_dirs(self) -> None:
-        """Create every directory, private to the current user."""
+        """Create every directory, private to the current user; a home that cannot be
+        written is a StoreError (exit 7) with one line, not a traceback."""
         for directory in (self.config_dir, self.data_dir, self.log_dir):
-            ensure_private_dir(directory)
+            try:
+                ensure_private_dir(directory)
+            except OSError as exc:
+                raise StoreError(f"cannot use the directory {directory}: "
+                                 f"{exc.strerror or exc}; check that the copytrade home "
+                                 f"({HOME_ENV_VAR}) is writable") from None
 
 
 def home_paths(environ: Mapping[str, str] | None = None) -> HomePaths:

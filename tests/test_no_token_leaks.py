@@ -18,11 +18,13 @@ import hashlib
 import os
 import re
 import secrets
+import sqlite3
 import stat
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,12 @@ def _not_private(modes: dict[str, int]) -> dict[str, str]:
             if stat.S_IMODE(mode) != (0o700 if stat.S_ISDIR(mode) else 0o600)}
 
 
+def _rejected_with(database: Path, code: str) -> bool:
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT COUNT(*) FROM mirrororder WHERE state = 'REJECTED' "
+                          "AND reason LIKE ?", (f"%{code}%",)).fetchone()[0] > 0
+
+
 def _follow_session(sim: Emulator, config: Path, env: dict[str, str], tokens: dict[str, str],
                     home: Path) -> tuple[bytes, bytes, int, dict[str, int]]:
     proc = subprocess.Popen([sys.executable, "-m", "copytrade", "follow", "--config",
@@ -132,6 +140,11 @@ def _follow_session(sim: Emulator, config: Path, env: dict[str, str], tokens: di
         assert leader.place_order("2885", "NSE_EQ", "BUY", 5, "LIMIT", "CNC", 1390.0)[
             "status"] == "success"
         _wait(lambda: len(sim.snapshot()["accounts"][F1_ID]["orders"]) == 2, timeout=15)
+        # a broker error that quotes f1's access-token header back (issue 7, row 5)
+        sim.fail_next("echo_token", "/orders", method="POST", client_id=F1_ID)
+        assert leader.place_order("1333", "NSE_EQ", "BUY", 3, "MARKET", "CNC", 0)[
+            "status"] == "success"
+        _wait(lambda: _rejected_with(home / "copytrade.db", "DH-905"), timeout=15)
         running_modes = _modes(home)  # while it runs: the databases' -wal and -shm too
         out, err = proc.communicate(timeout=EXIT_WAIT)
     finally:
@@ -161,6 +174,7 @@ def test_follow_session_leaks_no_token_and_keeps_its_files_private(
     assert code == 0, err.decode()
     printed["follow stdout"], printed["follow stderr"] = out, err
     assert b"f2" in out and b"account_stopped" in out  # the session did what it should
+    assert b"DH-905" in out and b"***" in out  # the echoed header, redacted
 
     for args in (["config", "show", "--config", str(config)],
                  ["config", "show", "--json", "--config", str(config)],

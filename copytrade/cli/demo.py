@@ -53,7 +53,8 @@ def demo(
         runner = threading.Thread(target=script, name="demo-leader", daemon=True)
         runner.start()
         try:
-            run_engine(engine, console, duration, title="copytrade demo")
+            # A new home every time: everything in it is this run's.
+            run_engine(engine, console, duration, title="copytrade demo", printed_up_to=(0, 0))
         finally:
             stop.set()
             runner.join(10)

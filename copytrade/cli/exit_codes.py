@@ -9,6 +9,7 @@ from copytrade.errors import (
     AuthError,
     BrokerError,
     ConfigError,
+    DegradedError,
     StoreError,
     UsageError,
 )
@@ -30,6 +31,7 @@ class ExitCode(IntEnum):
     BROKER = 5
     ALREADY_RUNNING = 6
     STORE = 7
+    DEGRADED = 8  # follow ran, but a background loop kept failing
     INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 
@@ -41,6 +43,7 @@ _CODE_FOR_ERROR: dict[type[BaseException], ExitCode] = {
     BrokerError: ExitCode.BROKER,
     AlreadyRunningError: ExitCode.ALREADY_RUNNING,
     StoreError: ExitCode.STORE,
+    DegradedError: ExitCode.DEGRADED,
     KeyboardInterrupt: ExitCode.INTERRUPTED,
 }
 

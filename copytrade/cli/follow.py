@@ -43,6 +43,7 @@ def follow(
     from copytrade.engine.lock import acquire_follow_lock
     from copytrade.home import home_paths
     from copytrade.store.db import open_store
+    from copytrade.store.queries import last_event_ids
     from copytrade.store.repo import Store
 
     paths = home_paths()
@@ -53,9 +54,10 @@ def follow(
     try:
         log_to_file(paths.log_dir)
         store = Store(open_store(paths.database_file), lambda: datetime.now(UTC))
+        printed_up_to = last_event_ids()  # earlier runs' events are not printed again
         engine = FollowEngine(loaded, tokens, store, limits_path=paths.data_dir / "limits.db")
         engine.prepare()
-        run_engine(engine, Console(), duration)
+        run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
     finally:
         lock.close()
 
@@ -72,7 +74,8 @@ def stop_on_signals(engine: FollowEngine) -> Iterator[None]:
 
 
 def run_engine(engine: FollowEngine, console: Console, duration: float | None, *,
-               title: str = "copytrade follow") -> None:
+               title: str = "copytrade follow",
+               printed_up_to: tuple[int, int] | None = None) -> None:
     """Run the engine in its own thread; show it here until it ends, is told to stop, or
     `duration` passes. Re-raises what stopped the engine (e.g. the leader's AuthError)."""
     import asyncio
@@ -89,8 +92,10 @@ def run_engine(engine: FollowEngine, console: Console, duration: float | None, *
     deadline = time.monotonic() + duration if duration is not None else None
     with stop_on_signals(engine):
         worker.start()
-        show = _live if console.is_terminal else _plain
-        show(engine, console, worker, deadline, title)
+        if console.is_terminal:
+            _live(engine, console, worker, deadline, title)
+        else:
+            _plain(engine, console, worker, deadline, title, printed_up_to)
         engine.stop()
         worker.join(60)
     if failure:
@@ -128,12 +133,14 @@ def _live(engine: FollowEngine, console: Console, worker: threading.Thread,
 
 
 def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
-           deadline: float | None, title: str) -> None:
-    """Not a terminal: one line per state change and audit event, as they happen."""
-    from copytrade.store.queries import audit_events_after, state_events_after
+           deadline: float | None, title: str,
+           printed_up_to: tuple[int, int] | None = None) -> None:
+    """Not a terminal: one line per state change and audit event of this run, as they
+    happen."""
+    from copytrade.store.queries import audit_events_after, last_event_ids, state_events_after
 
     console.print(f"{title}: started", highlight=False)
-    last_state = last_audit = 0
+    last_state, last_audit = printed_up_to or last_event_ids()
     while True:
         running = _running(worker, deadline)
         for event in state_events_after(last_state):

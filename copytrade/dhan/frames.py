@@ -10,6 +10,11 @@ quantities, prices, validity, AMO, leg) are strict: garbage raises `MalformedFra
 fields (average price, lot size, update time, symbol, reason, correlation id) fall back to
 their defaults instead, so a cosmetic oddity never costs us a frame.
 
+Values are also checked against each other (`_consistent`): a fill above the order's
+quantity is a lie about the account's position, so the whole report is refused rather
+than half-believed. Text is made safe to store and print: no lone surrogates, no control
+characters, bounded length.
+
 This is the hot path: plain dict lookups, no regex, a case-folded copy only when a key is
 missing under its canonical spelling.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -32,6 +38,10 @@ __all__ = ["MalformedFrame", "parse_frame", "report_from_rest"]
 IST = pytz.timezone("Asia/Kolkata")
 ORDER_ALERT = "order_alert"
 _VALUE_EXCERPT = 24  # characters of an offending value quoted in an error
+_ID_CHARS = 64  # order and security ids: Dhan's are digits, well under this
+_TEXT_CHARS = 256  # symbols, reasons: longer is noise, and it lands in the database
+MAX_QUANTITY = 10**9  # units; no exchange order comes near it
+MAX_PRICE = 10**9  # rupees
 
 _T = TypeVar("_T")
 
@@ -104,17 +114,19 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
     if not isinstance(row, Mapping):
         raise MalformedFrame("order row is not an object")
     f = _Fields(row)
-    return OrderReport(
-        order_id=_required_text(f, "orderId"),
+    return _consistent(OrderReport(
+        order_id=_required_id(f, "orderId"),
         status=_status(f, "orderStatus"),
         exchange_segment=_segment_name(f, "exchangeSegment"),
-        security_id=_required_text(f, "securityId"),
+        security_id=_required_id(f, "securityId"),
         transaction_type=_choice(f, "transactionType", _SIDES),
         product_type=_choice(f, "productType", _PRODUCTS),
         order_type=_choice(f, "orderType", _ORDER_TYPES),
         validity=_validity(f, "validity"),
         quantity=_required_int(f, "quantity"),
-        traded_quantity=_int(f, "filledQty"),
+        # Live rows have been seen with `filled_qty` instead of the SDK's `filledQty`.
+        traded_quantity=_int(f, "filledQty" if f.get("filledQty") is not None
+                             else "filled_qty"),
         price=_float(f, "price"),
         trigger_price=_float(f, "triggerPrice"),
         disclosed_quantity=_int(f, "disclosedQuantity"),
@@ -129,17 +141,17 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
         updated_at=_time(f, "updateTime"),
         created_at=_time(f, "createTime"),
         source=ReportSource.REST,
-    )
+    ))
 
 
 # ----- the frame's Data ---------------------------------------------------------------------
 
 def _report_from_alert(f: _Fields) -> OrderReport:
-    return OrderReport(
-        order_id=_required_text(f, "OrderNo"),
+    return _consistent(OrderReport(
+        order_id=_required_id(f, "OrderNo"),
         status=_status(f, "Status"),
         exchange_segment=_segment_from_codes(f),
-        security_id=_required_text(f, "SecurityId"),
+        security_id=_required_id(f, "SecurityId"),
         transaction_type=_choice(f, "TxnType", _SIDES),
         product_type=_choice(f, "Product", _PRODUCTS),
         order_type=_choice(f, "OrderType", _ORDER_TYPES),
@@ -160,7 +172,24 @@ def _report_from_alert(f: _Fields) -> OrderReport:
         updated_at=_time(f, "LastUpdatedTime"),
         created_at=_time(f, "OrderDateTime"),
         source=ReportSource.STREAM,
-    )
+    ))
+
+
+def _consistent(report: OrderReport) -> OrderReport:
+    """Quantities and prices checked against each other and against what any order can be."""
+    if not 0 < report.quantity <= MAX_QUANTITY:
+        raise MalformedFrame(f"quantity {report.quantity} out of range")
+    if report.traded_quantity > report.quantity:
+        raise MalformedFrame(f"traded quantity {report.traded_quantity} above the order's "
+                             f"quantity {report.quantity}")
+    if report.disclosed_quantity > report.quantity:
+        raise MalformedFrame(f"disclosed quantity {report.disclosed_quantity} above the "
+                             f"order's quantity {report.quantity}")
+    if max(report.price, report.trigger_price) > MAX_PRICE:
+        raise MalformedFrame("price out of range")
+    if report.average_price > MAX_PRICE:
+        return replace(report, average_price=0.0)  # advisory: dropped, not trusted
+    return report
 
 
 def _segment_from_codes(f: _Fields) -> str:
@@ -215,9 +244,18 @@ def _quote(value: object) -> str:
     return text if len(text) <= _VALUE_EXCERPT else text[: _VALUE_EXCERPT - 3] + "..."
 
 
+def _safe_text(text: str) -> str:
+    """Printable, encodable, bounded: a lone surrogate or a control character would fail
+    the database write or garble a terminal (each becomes U+FFFD)."""
+    text = text.strip()
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
+    return text[:_TEXT_CHARS]
+
+
 def _as_text(value: object, key: str) -> str:
     if isinstance(value, str):
-        return value.strip()
+        return _safe_text(value)
     if type(value) is int:
         return str(value)
     if type(value) is float and value.is_integer():
@@ -230,6 +268,14 @@ def _required_text(f: _Fields, key: str) -> str:
     text = "" if value is None else _as_text(value, key)
     if not text:
         raise MalformedFrame(f"missing {key}")
+    return text
+
+
+def _required_id(f: _Fields, key: str) -> str:
+    """An id we send back to the broker or key our rows by: short, visible ASCII only."""
+    text = _required_text(f, key)
+    if len(text) > _ID_CHARS or not (text.isascii() and text.isprintable()) or " " in text:
+        raise MalformedFrame(f"bad {key}: {_quote(text)}")
     return text
 
 
@@ -368,6 +414,8 @@ def _leg(f: _Fields, key: str) -> int:
         return 1
     if isinstance(value, str) and value.strip().upper() in _LEGS:
         return _LEGS[value.strip().upper()]
+    if isinstance(value, str) and value.strip().upper() == "NA":
+        return 1  # live rows of plain orders say "NA": not a BO/CO leg
     try:
         leg = _whole(value, key)
     except MalformedFrame:

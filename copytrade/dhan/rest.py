@@ -8,8 +8,11 @@ and UNKNOWN is resolved by a lookup by correlation id, never by sending again.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,7 +22,12 @@ from dhanhq import DhanContext, dhanhq
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from copytrade.dhan.frames import report_from_rest
+from copytrade.core.events import OrderReport
+from copytrade.dhan.frames import MalformedFrame, report_from_rest
+from copytrade.redact import redact
+
+log = logging.getLogger(__name__)
+EXCERPT_CHARS = 200
 
 REFUSAL_CODES = frozenset({"DH-902", "DH-903", "DH-905", "DH-906", "DH-907"})
 THROTTLE_CODES = frozenset({"DH-904"})
@@ -55,9 +63,10 @@ def classify(reply: dict) -> Outcome:
         return Outcome(OutcomeKind.SUCCESS, reply.get("data"))
     remarks = reply.get("remarks")
     if not isinstance(remarks, dict):  # timeout, connection error, non-JSON body
-        return Outcome(OutcomeKind.UNKNOWN, message=str(remarks)[:200])
+        # Redact before truncating: a cut token would leave a shorter, harder-to-spot piece.
+        return Outcome(OutcomeKind.UNKNOWN, message=redact(str(remarks))[:200])
     code = str(remarks.get("error_code") or "")
-    message = str(remarks.get("error_message") or "")[:300]
+    message = redact(str(remarks.get("error_message") or ""))[:300]
     if code in AUTH_CODES:
         kind = OutcomeKind.AUTH
     elif code in THROTTLE_CODES:
@@ -147,6 +156,9 @@ class DhanAccount:
         self._api = dhanhq(context)
         self._http = http
         self._quote_pace = Pace(QUOTES_PER_SECOND)
+        # Told once per distinct unreadable order-book row: (reason, excerpt of the row).
+        self.on_bad_row: Callable[[str, str], None] = _log_bad_row
+        self._bad_rows_told: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:  # never the token
         return f"DhanAccount({self.client_id})"
@@ -189,7 +201,10 @@ class DhanAccount:
     def order(self, order_id: str) -> Outcome:
         outcome = classify(self._api.get_order_by_id(order_id))
         if outcome.ok:
-            return Outcome(OutcomeKind.SUCCESS, report_from_rest(_one(outcome.data)))
+            reports = self._readable([_one(outcome.data)])
+            if not reports:  # the order exists but its row says nothing we can trust
+                return Outcome(OutcomeKind.UNKNOWN, message="unreadable order row")
+            return Outcome(OutcomeKind.SUCCESS, reports[0])
         if outcome.kind is OutcomeKind.REFUSED:
             return Outcome(OutcomeKind.NOT_FOUND, code=outcome.code, message=outcome.message)
         return outcome
@@ -199,7 +214,22 @@ class DhanAccount:
         if not outcome.ok:
             return outcome
         rows = outcome.data if isinstance(outcome.data, list) else []
-        return Outcome(OutcomeKind.SUCCESS, [report_from_rest(row) for row in rows])
+        return Outcome(OutcomeKind.SUCCESS, self._readable(rows))
+
+    def _readable(self, rows: list[Any]) -> list[OrderReport]:
+        """Every row that parses; one odd row is told once and skipped, never allowed to
+        fail the whole book (the catch-up of every other order depends on it)."""
+        reports = []
+        for row in rows:
+            try:
+                reports.append(report_from_rest(row))
+            except MalformedFrame as bad:
+                order_id = row.get("orderId") if isinstance(row, dict) else None
+                key = (str(bad), str(order_id)[:64])
+                if key not in self._bad_rows_told:
+                    self._bad_rows_told.add(key)
+                    _call_quietly(self.on_bad_row, str(bad), _row_excerpt(row))
+        return reports
 
     def trade_book(self) -> Outcome:
         return classify(self._api.get_trade_book())
@@ -241,6 +271,25 @@ class DhanAccount:
             return float(value)
         except (TypeError, ValueError):
             return None
+
+
+def _log_bad_row(reason: str, excerpt: str) -> None:
+    log.warning("skipped an unreadable order-book row: %s", reason)
+
+
+def _call_quietly(callback: Callable[[str, str], None], *args: str) -> None:
+    try:
+        callback(*args)
+    except Exception:  # the owner's recording failed: the row is still skipped
+        log.exception("recording an unreadable order-book row failed")
+
+
+def _row_excerpt(row: Any) -> str:
+    try:
+        text = json.dumps(row, default=str, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        text = type(row).__name__
+    return text[:EXCERPT_CHARS]
 
 
 def _one(data: Any) -> dict:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ import pytz
 from copytrade.config import Config, FollowerConfig, Secret
 from copytrade.core.events import OrderReport
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
-from copytrade.core.ids import correlation_id
+from copytrade.core.ids import correlation_id, is_ours
 from copytrade.core.reconcile import diff_leader
 from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
@@ -31,11 +31,13 @@ from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints
 from copytrade.engine.limits import AccountLimiter, scaled_rates
 from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.pipeline import ReportPipeline
 from copytrade.engine.positions import PositionBook
 from copytrade.engine.reconciler import FollowerReconcile, Reconciler
 from copytrade.engine.replicator import FollowerPlan, Replicator
+from copytrade.engine.supervise import LoopHealth, supervised
 from copytrade.engine.worker import FollowerWorker
-from copytrade.errors import AuthError, BrokerError
+from copytrade.errors import AuthError, BrokerError, DegradedError
 from copytrade.store.instruments import InstrumentCache
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store
@@ -65,6 +67,9 @@ class FollowStatus:
     stopped_followers: dict[str, str] = field(default_factory=dict)
     catch_ups: int = 0
     stalls: int = 0
+    # Background loops failing again and again: loop name -> its last error.
+    degraded: dict[str, str] = field(default_factory=dict)
+    loops: dict[str, LoopHealth] = field(default_factory=dict)
 
 
 def _caps(follower: FollowerConfig) -> Caps:
@@ -125,6 +130,10 @@ class FollowEngine:
         self.replicator: Replicator | None = None
         self.reconciler: Reconciler | None = None
         self._leader: LeaderStream | None = None
+        self.pipeline = ReportPipeline()
+        self.pipeline.on_failure = self._report_failed
+        for name, account in (("leader", self.leader), *self.accounts.items()):
+            account.on_bad_row = self._bad_row(name)
 
     # ---- preparation -----------------------------------------------------------------------
 
@@ -183,6 +192,32 @@ class FollowEngine:
                 traded = {(follower.name, r.order_id): r.traded_quantity for r in book.data}
                 self.replicator.follower_traded.update(traded)
                 self.updater.traded_at_start.update(traded)
+                self._find_adoptable(follower.name, book.data)
+            elif not self.status.stopped_followers.get(follower.name):
+                # Without its book, orders of ours the store does not know could not be
+                # found: placing for this follower now could duplicate them.
+                raise BrokerError(f"cannot read the order book of follower {follower.name}: "
+                                  f"{book.describe()}")
+
+    def _find_adoptable(self, name: str, book: list[OrderReport]) -> None:
+        """Orders at the broker carrying our correlation id that the store does not know
+        (a lost, emptied or new database): the replicator adopts them instead of placing
+        the same mirror again."""
+        assert self.replicator is not None
+        for report in book:
+            if not is_ours(report.correlation_id):
+                continue
+            if self.store.mirror_for_follower_order(name, report.order_id,
+                                                    report.correlation_id) is not None:
+                continue
+            stem = report.correlation_id.rsplit("-", 1)[0]
+            self.replicator.adoptable.setdefault((name, stem), []).append(report)
+        found = sum(len(v) for (who, _), v in self.replicator.adoptable.items() if who == name)
+        if found:
+            with self.store.write():
+                self.store.audit("unknown_own_orders", f"{found} order(s) of follower {name} "
+                                 "carry our correlation id but are not in the store: they "
+                                 "will be adopted, never placed again", follower=name)
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -193,23 +228,38 @@ class FollowEngine:
         """Follow until stop(); raises AuthError if the leader's token is refused."""
         if self.replicator is None:
             self.prepare()
+        self.pipeline.start()
         for worker in self.workers.values():
             worker.start()
         self._resume_unfinished()
         streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
         tasks = [asyncio.create_task(stream.run()) for stream in streams]
         tasks.append(asyncio.create_task(self._watch_leader()))
+        tasks.append(asyncio.create_task(self._reconcile_loop()))
         try:
             while not self._stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
         finally:
+            self._stop.set()  # ends the loops' waits too, whatever ended the run
             for stream in streams:
                 stream.stop()
             await asyncio.wait(tasks, timeout=10)
+            await asyncio.to_thread(self.pipeline.stop)
             for worker in self.workers.values():
                 await asyncio.to_thread(worker.stop)
         if self._fatal is not None:
             raise self._fatal
+        self._raise_if_degraded()
+
+    def _raise_if_degraded(self) -> None:
+        failed = [h for h in self.status.loops.values() if h.ever_degraded]
+        if failed or self.pipeline.failures:
+            parts = [f"{h.name} failed {h.failures} time(s) (last: {h.last_error})"
+                     for h in failed]
+            if self.pipeline.failures:
+                parts.append(f"{self.pipeline.failures} report(s) could not be applied")
+            raise DegradedError("follow ran degraded: " + "; ".join(parts) +
+                                "; see the log file for the tracebacks")
 
     async def _read_leader_book(self, *, periodic: bool = False) -> bool:
         """Feed the leader's order book through the replicator, as the stream's frames are
@@ -217,8 +267,6 @@ class FollowEngine:
 
         Periodic reads feed only the news; news the stream should have brought more than
         one interval ago means the stream is stalled: it is made to reconnect."""
-        replicator = self.replicator
-        assert replicator is not None
         book = await asyncio.to_thread(self.leader.order_book)
         if book.kind is OutcomeKind.AUTH:
             self._fatal = AuthError("the leader's token was refused (DH-901): refresh it "
@@ -226,15 +274,24 @@ class FollowEngine:
             return False
         _require(book, "the order book", "leader")
         reports = sorted(book.data, key=lambda r: r.updated_at.timestamp() if r.updated_at else 0.0)
+        # Applied on the report pipeline, behind the frames already queued; the frames the
+        # stream holds meanwhile are queued after it.
+        news = await asyncio.wrap_future(self.pipeline.call(self._apply_book, reports, periodic))
+        if periodic:
+            await self._check_stalled(news)
+        return True
+
+    def _apply_book(self, reports: list[OrderReport], periodic: bool) -> list[OrderReport]:
+        replicator = self.replicator
+        assert replicator is not None
         if periodic:
             reports = diff_leader({oid: m.report for oid, m in replicator.leaders.items()},
                                   reports)
-            await self._check_stalled(reports)
         for index, report in enumerate(reports):
             if index == 1:
                 faultpoints.reached("in_barrier")
             replicator.on_leader_report(report)
-        return True
+        return reports
 
     async def _check_stalled(self, news: list[OrderReport]) -> None:
         interval = self.config.settings.reconcile_interval_seconds
@@ -253,17 +310,39 @@ class FollowEngine:
         """Every reconcile interval, read the leader's book: orders the stream missed are
         caught up, and an expired leader token stops follow even while the stream is only
         retrying refused logins."""
-        interval = self.config.settings.reconcile_interval_seconds
-        while not self._stop.is_set():
-            if await asyncio.to_thread(self._stop.wait, interval):
-                return
+        async def check() -> bool:
             try:
-                if not await self._read_leader_book(periodic=True):
-                    return
+                return await self._read_leader_book(periodic=True)
             except BrokerError as exc:  # transient: the next round tries again
                 log.warning("leader book read failed: %s", exc)
+                return True
+
+        await self._supervise("leader check", check)
+
+    async def _reconcile_loop(self) -> None:
+        async def round_() -> bool:
             if self.reconciler is not None:
                 await asyncio.to_thread(self.reconciler.run_round)
+            return True
+
+        await self._supervise("reconciliation", round_)
+
+    async def _supervise(self, name: str, round_: Callable[[], Awaitable[bool]]) -> None:
+        health = self.status.loops.setdefault(name, LoopHealth(name))
+
+        async def wait(seconds: float) -> bool:
+            return await asyncio.to_thread(self._stop.wait, seconds)
+
+        def changed(health: LoopHealth) -> None:
+            if health.degraded:
+                self.status.degraded[name] = health.last_error
+            else:
+                self.status.degraded.pop(name, None)
+            self.on_change()
+
+        await supervised(health, round_, wait=wait,
+                         interval=self.config.settings.reconcile_interval_seconds,
+                         on_change=changed)
 
     def _resume_unfinished(self) -> None:
         """Intents an earlier run committed but never finished (it crashed, or stopped
@@ -287,7 +366,8 @@ class FollowEngine:
         self._leader = LeaderStream(
             self.config.leader.order_ws_url, self.config.leader.client_id,
             self._tokens[self.config.leader.client_id].reveal(),
-            on_report=replicator.on_leader_report, on_connected=catch_up,
+            on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
+            on_connected=catch_up,
             on_state=self._stream_state(self.status.leader_stream),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
             **self.stream_options)
@@ -299,16 +379,20 @@ class FollowEngine:
         status = self.status.follower_streams.setdefault(follower.name, StreamStatus())
         account = self.accounts[follower.name]
 
+        def apply(reports: list[OrderReport]) -> None:
+            for report in reports:
+                replicator.on_follower_report(follower.name, report)
+
         async def catch_up() -> None:
             book = await asyncio.to_thread(account.order_book)
             if book.ok:
-                for report in book.data:
-                    replicator.on_follower_report(follower.name, report)
+                await asyncio.wrap_future(self.pipeline.call(apply, book.data))
 
         return LeaderStream(
             follower.account.order_ws_url, follower.account.client_id,
             self._tokens[follower.account.client_id].reveal(),
-            on_report=lambda report: replicator.on_follower_report(follower.name, report),
+            on_report=lambda report: self.pipeline.put(
+                replicator.on_follower_report, follower.name, report),
             on_connected=catch_up, on_state=self._stream_state(status),
             on_malformed=self._malformed(status, follower.name), **self.stream_options)
 
@@ -321,12 +405,27 @@ class FollowEngine:
         return update
 
     def _malformed(self, status: StreamStatus, whose: str) -> Callable[[str, str], None]:
-        def record(reason: str, excerpt: str) -> None:
-            status.malformed += 1
+        def write(reason: str, excerpt: str) -> None:
             with self.store.write():
                 self.store.audit("malformed_frame", f"{whose} stream: {reason}",
                                  data={"excerpt": excerpt[:200]})
+
+        def record(reason: str, excerpt: str) -> None:  # on the stream's loop: no SQLite
+            status.malformed += 1
+            self.pipeline.put(write, reason, excerpt)
         return record
+
+    def _bad_row(self, whose: str) -> Callable[[str, str], None]:
+        def record(reason: str, excerpt: str) -> None:
+            with self.store.write():
+                self.store.audit("unreadable_row", f"{whose} order book: skipped a row: "
+                                 f"{reason}", data={"excerpt": excerpt[:200]})
+        return record
+
+    def _report_failed(self, exc: BaseException) -> None:
+        with self.store.write():
+            self.store.audit("report_failed", f"a report could not be applied: "
+                             f"{type(exc).__name__}: {exc}")
 
     def _follower_halted(self, name: str, reason: str) -> None:
         self.status.stopped_followers[name] = reason

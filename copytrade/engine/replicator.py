@@ -8,6 +8,7 @@ to the followers' workers, which send them in parallel.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from copytrade.core.decide import (
     stale_reason,
 )
 from copytrade.core.events import OrderReport
-from copytrade.core.ids import correlation_id
+from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.core.sizing import (
@@ -42,6 +43,7 @@ from copytrade.engine.positions import PositionBook
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store
 
+log = logging.getLogger(__name__)
 QUOTE_TTL_SECONDS = 2.0
 LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
 FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
@@ -70,6 +72,7 @@ class ReplicatorStats:
     duplicates: int = 0
     intents: int = 0
     skipped: int = 0
+    failures: int = 0  # leader reports that could not be recorded (retried later)
     decide_seconds: list[float] = field(default_factory=list)
 
 
@@ -100,6 +103,11 @@ class Replicator:
         # a catch-up does not count those fills twice; follower orders not ours included.
         self.leader_traded_at_start: dict[str, int] = {}
         self.follower_traded: dict[tuple[str, str], int] = {}
+        # Orders of ours found at the broker but unknown to the store (a new or lost
+        # database): (follower, correlation id stem) -> their reports. Adopted, never
+        # placed again.
+        self.adoptable: dict[tuple[str, str], list[OrderReport]] = {}
+        self._lot_disagreements: set[tuple[str, str, int]] = set()
         self.stats = ReplicatorStats()
 
     # ---- leader side -----------------------------------------------------------------------
@@ -112,14 +120,23 @@ class Replicator:
         merged = merge(known, report)
         if not merged.changed:
             self.stats.duplicates += 1
+            if known is not None and merged.rest_disagrees != known.rest_disagrees:
+                self.leaders[report.order_id] = merged  # bookkeeping only: nothing to commit
             return
-        self.leaders[report.order_id] = merged
         leader = merged.report
         submissions: list[tuple[FollowerPlan, int]] = []
-        with self.store.write():
-            self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
-            for follower in self.followers:
-                submissions += self._decide_for(follower, leader, seen_at)
+        try:
+            with self.store.write():
+                self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
+                for follower in self.followers:
+                    submissions += self._decide_for(follower, leader, seen_at)
+        except Exception as exc:
+            # Nothing was committed and memory is untouched: the next read of the leader's
+            # book brings this order again. Say so now, where it can be read.
+            self._record_not_mirrored(leader, exc)
+            return
+        # Memory follows the database: only what is committed is known.
+        self.leaders[report.order_id] = merged
         self._track_working(leader)
         previously_traded = (known.report.traded_quantity if known
                              else self.leader_traded_at_start.get(leader.order_id, 0))
@@ -138,6 +155,19 @@ class Replicator:
         del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
         self.on_change()
 
+    def _record_not_mirrored(self, leader: OrderReport, exc: Exception) -> None:
+        self.stats.failures += 1
+        log.error("leader order %s could not be recorded; it is retried at the next read "
+                  "of the leader's book", leader.order_id, exc_info=exc)
+        try:
+            with self.store.write():
+                self.store.audit("not_mirrored", f"could not record the leader order: "
+                                 f"{type(exc).__name__}: {exc}; retried at the next read "
+                                 "of the leader's book", leader_order_id=leader.order_id)
+        except Exception:
+            log.exception("recording why leader order %s was not mirrored failed too",
+                          leader.order_id)
+
     def _decide_for(self, follower: FollowerPlan, leader: OrderReport,
                     seen_at: float) -> list[tuple[FollowerPlan, int]]:
         mirror = self.store.mirror(leader.order_id, follower.name)
@@ -148,6 +178,11 @@ class Replicator:
         view = _view(mirror) if mirror is not None else None
         positions = (NetPositions(mirror.leader_position_before, mirror.follower_position_before)
                      if mirror is not None else self._positions_now(follower, leader))
+        if mirror is None and self.adoptable:
+            # Ours is at the broker already (a lost or new database): it becomes the
+            # mirror, never placed twice however old, and is then decided on as usual.
+            mirror = self._adopt(follower, leader, positions)
+            view = _view(mirror) if mirror is not None else None
         actions = decide(leader, view, mirror_on_transit=follower.mirror_on_transit,
                          size=lambda: self._size_unless_stale(follower, leader, view,
                                                               positions))
@@ -204,9 +239,25 @@ class Replicator:
             cached = self._quotes[key] = (now, self.last_price(*key))
         return cached[1]
 
+    def _lot_size(self, leader: OrderReport) -> int | None:
+        """The instrument list decides; a frame that disagrees is recorded (once per
+        instrument and value), never believed over it."""
+        listed = self.lot_size(leader.exchange_segment, leader.security_id)
+        if listed is None:
+            return leader.lot_size
+        if leader.lot_size is not None and leader.lot_size != listed:
+            key = (leader.exchange_segment, leader.security_id, leader.lot_size)
+            if key not in self._lot_disagreements:
+                self._lot_disagreements.add(key)
+                self.store.audit("lot_size_mismatch", f"a report says lot size "
+                                 f"{leader.lot_size} for {leader.exchange_segment} "
+                                 f"{leader.security_id}; the instrument list says {listed}, "
+                                 "which is used", leader_order_id=leader.order_id)
+        return listed
+
     def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
               positions: NetPositions) -> SizedOrder | Skip:
-        lot_size = leader.lot_size or self.lot_size(leader.exchange_segment, leader.security_id)
+        lot_size = self._lot_size(leader)
         capital = (Capital(self.leader_capital, follower.capital)
                    if self.leader_capital is not None and follower.capital is not None else None)
         order = SizingOrder.from_report(leader)
@@ -293,8 +344,57 @@ class Replicator:
             "slice": action.slice,
             "seen_at": seen_at,
         }
+        confirm = self._exit_to_confirm(follower, leader, action.quantity, positions)
+        if confirm:
+            request["confirm_exit"] = confirm
         intent = self.store.add_intent(mirror, "PLACE", request)
         return [(follower, intent.id)]
+
+    def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
+                         positions: NetPositions) -> dict | None:
+        """An exit larger than what our own records vouch the follower holds (a fill we
+        did not see placed moved the position) is checked against the broker's positions
+        by the worker before it is sent: an exit never sells what is not held."""
+        sign = -1 if leader.transaction_type == "SELL" else 1
+        open_against = max(-sign * positions.follower, 0)
+        exit_units = min(quantity, open_against)
+        if exit_units == 0:
+            return None
+        vouched = max(-sign * follower.positions.vouched(leader.security_id,
+                                                          leader.product_type), 0)
+        if exit_units <= vouched:
+            return None
+        return {"exit_units": exit_units, "lot_size": self._lot_size(leader) or 1}
+
+    def _adopt(self, follower: FollowerPlan, leader: OrderReport,
+               positions: NetPositions) -> MirrorOrder | None:
+        """Our order for this leader order is already at the broker though the store has
+        no mirror (the database was lost or is new): record it as the mirror instead of
+        placing a second one."""
+        stem = correlation_id(self.trading_date(), leader.order_id, follower.name,
+                              leader.leg, 1).rsplit("-", 1)[0]
+        found = self.adoptable.pop((follower.name, stem), None)
+        if not found:
+            return None
+        latest = max(attempt_of(r.correlation_id) or 1 for r in found)
+        mine = [r for r in found if attempt_of(r.correlation_id) == latest]
+        first = mine[0]
+        mirror = self._new_mirror(follower, leader, None, positions, latest, 0,
+                                  MirrorState.SUBMITTED)
+        self.store.update_mirror(
+            mirror, quantity=sum(r.quantity for r in mine), price=first.price,
+            trigger_price=first.trigger_price, order_type=first.order_type,
+            disclosed_quantity=first.disclosed_quantity, sliced=len(mine) > 1)
+        self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SUBMITTED,
+                                Trigger.SUBMIT, "adopted: already at the broker")
+        self.updater.adopt_order_ids(mirror.id, sorted(r.order_id for r in mine))
+        for report in mine:
+            self.updater.apply_report(mirror.id, report)
+        self.store.audit("adopted", f"follower order(s) {', '.join(r.order_id for r in mine)} "
+                         "carry our correlation id but were unknown to the store: adopted, "
+                         "not placed again", leader_order_id=leader.order_id,
+                         follower=follower.name)
+        return self.store.mirror_by_id(mirror.id)
 
     def _record_modify(self, follower: FollowerPlan, leader: OrderReport, mirror: MirrorOrder,
                        action: Action) -> list[tuple[FollowerPlan, int]]:
@@ -369,7 +469,7 @@ class Replicator:
             for plan in self.followers:
                 if plan.name == follower:
                     plan.positions.apply_fill(report.security_id, report.product_type,
-                                              report.transaction_type, delta)
+                                              report.transaction_type, delta, ours=False)
 
 
 def _view(mirror: MirrorOrder) -> MirrorView:

@@ -204,6 +204,9 @@ class FollowerWorker:
 
     def _place(self, intent: Intent, request: dict) -> None:
         mirror = self.store.mirror_by_id(intent.mirror_id)
+        confirm = request.get("confirm_exit")
+        if confirm and not self._confirm_exit(intent, mirror, request, confirm):
+            return
         outcome = self._send(lambda: self.account.place(
             PlaceRequest(**request["order"]), mirror.correlation_id,
             slice_order=bool(request.get("slice"))))
@@ -229,6 +232,48 @@ class FollowerWorker:
                 self.store.apply_trigger(mirror, Trigger.REJECTED, outcome.describe())
                 self.store.audit("mirror_rejected", outcome.describe(), follower=self.name,
                                  leader_order_id=mirror.leader_order_id)
+
+    def _confirm_exit(self, intent: Intent, mirror: MirrorOrder, request: dict,
+                      confirm: dict) -> bool:
+        """An exit sized from fills our records do not vouch for: the broker's positions
+        decide how much of it may go. False when nothing is to be sent (recorded)."""
+        order = request["order"]
+        outcome = self.account.positions()
+        if outcome.kind is OutcomeKind.AUTH:
+            self._halt(intent, outcome)
+            return False
+        if not outcome.ok:
+            self._not_sent(intent, mirror, "exit not sent: the follower's positions could "
+                           f"not be read to confirm it ({outcome.describe()})")
+            return False
+        held = held_against(outcome.data, order["security_id"], order["product_type"],
+                            order["transaction_type"])
+        lot = max(int(confirm.get("lot_size") or 1), 1)
+        exit_units = int(confirm["exit_units"])
+        allowed = min(held // lot * lot, exit_units)
+        if allowed == exit_units:
+            return True
+        quantity = order["quantity"] - exit_units + allowed
+        if quantity <= 0:
+            self._not_sent(intent, mirror, f"exit not sent: the broker shows {held} held, "
+                           f"not the {exit_units} our fills suggested")
+            return False
+        order["quantity"] = quantity
+        with self.store.write():
+            self.store.update_mirror(self.store.mirror_by_id(mirror.id), quantity=quantity)
+            self.store.audit("exit_reduced", f"exit reduced to {quantity}: the broker shows "
+                             f"{held} held, not the {exit_units} our fills suggested",
+                             follower=self.name, leader_order_id=mirror.leader_order_id)
+        return True
+
+    def _not_sent(self, intent: Intent, mirror: MirrorOrder, reason: str) -> None:
+        with self.store.write():
+            mirror = self.store.mirror_by_id(mirror.id)
+            self.store.finish_intent(intent, "REFUSED", reason)
+            self.store.update_mirror(mirror, reason=reason)
+            self.store.apply_trigger(mirror, Trigger.REJECTED, reason)
+            self.store.audit("mirror_not_sent", reason, follower=self.name,
+                             leader_order_id=mirror.leader_order_id)
 
     def _resolve_unknown_place(self, intent: Intent, request: dict, first: Outcome) -> None:
         """The order may exist: look it up by correlation id before anything else."""
@@ -346,6 +391,19 @@ class FollowerWorker:
         if found.ok:
             with self.store.write():
                 self.updater.apply_report(mirror.id, found.data)
+
+
+def held_against(rows: object, security_id: str, product_type: str, side: str) -> int:
+    """Units an order on `side` can close, from Dhan's positions rows (netQty signed)."""
+    net = 0
+    for row in rows if isinstance(rows, list) else []:
+        if (isinstance(row, dict) and str(row.get("securityId")) == security_id
+                and str(row.get("productType")) == product_type):
+            try:
+                net += int(float(row.get("netQty", 0)))
+            except (TypeError, ValueError, OverflowError):
+                continue
+    return max(net, 0) if side == "SELL" else max(-net, 0)
 
 
 def _lag_ms(request: dict, sent_at: float) -> float | None:

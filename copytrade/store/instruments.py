@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date
 
 from copytrade.dhan.instruments import InstrumentRow
+from copytrade.errors import BrokerError
 from copytrade.store.models import Instrument, Setting
 from copytrade.store.repo import Store
 
+log = logging.getLogger(__name__)
 CACHE_DATE_KEY = "instruments_date"
 BATCH = 500
 
@@ -24,7 +27,12 @@ class InstrumentCache:
         cached = Setting.get_or_none(Setting.key == CACHE_DATE_KEY)
         downloaded = False
         if cached is None or cached.value != today.isoformat():
-            rows = fetch()
+            try:
+                rows = fetch()
+                if not rows:
+                    raise ValueError("the list came back empty")
+            except Exception as exc:  # requests, OSError, CSV: any failure to get a list
+                return self._fall_back(cached, exc)
             with self.store.write():
                 Instrument.delete().execute()
                 for start in range(0, len(rows), BATCH):
@@ -36,6 +44,21 @@ class InstrumentCache:
             downloaded = True
         self._load()
         return downloaded
+
+    def _fall_back(self, cached: Setting | None, exc: Exception) -> bool:
+        """The download failed: yesterday's list beats none (lot sizes rarely change
+        overnight); with no list at all nothing can be sized, so follow does not start."""
+        why = f"{type(exc).__name__}: {exc}"[:300]
+        if cached is None or not Instrument.select().exists():
+            raise BrokerError(f"cannot download the instrument list ({why}) and no cached "
+                              "copy exists: check instruments_url and the network") from None
+        log.warning("instrument list download failed (%s): using the copy of %s", why,
+                    cached.value)
+        with self.store.write():
+            self.store.audit("instruments_stale", f"download failed ({why}): using the "
+                             f"cached list of {cached.value}")
+        self._load()
+        return False
 
     def _load(self) -> None:
         self._lot_sizes = {(i.exchange_segment, i.security_id): i.lot_size

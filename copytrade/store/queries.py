@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peewee import fn
+
 from copytrade.store.models import AuditEvent, LeaderOrder, MirrorOrder, StateEvent
 
 
@@ -61,6 +63,13 @@ def state_events_after(last_id: int, limit: int = 500) -> list[StateEvent]:
 def audit_events_after(last_id: int, limit: int = 500) -> list[AuditEvent]:
     return list(AuditEvent.select().where(AuditEvent.id > last_id).order_by(AuditEvent.id)
                 .limit(limit))
+
+
+def last_event_ids() -> tuple[int, int]:
+    """The newest state-event and audit ids: what a run prints starts after them."""
+    state = StateEvent.select(fn.MAX(StateEvent.id)).scalar() or 0
+    audit = AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0
+    return state, audit
 
 
 def lags_ms() -> list[float]:

@@ -1,6 +1,7 @@
 """Soak: 1,000 leader orders across equity and F&O through a follow that is killed -9 at
-least 20 times, with stream drops and stalls, duplicated and reordered frames, and about
-5 % of follower place calls failing (5xx, or accepted then timing out).
+least 20 times, with stream drops and stalls, duplicated and reordered frames, about
+5 % of follower place calls failing (5xx, or accepted then timing out), one corrupted
+leader frame per hundred orders, and one restart on a lost database.
 
 Not part of the default run: `python -m pytest -m soak -s`. It prints its figures and
 asserts zero duplicate follower orders, zero leader orders neither mirrored nor recorded
@@ -9,6 +10,7 @@ as skipped, and zero wrong quantities.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -16,15 +18,18 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import pytz
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower
 from simtools import eventually
 
 from copytrade.sim.server import Emulator
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1800)]
+IST = pytz.timezone("Asia/Kolkata")
 
 ORDERS = int(os.environ.get("SOAK_ORDERS", "1000"))
 KILLS = int(os.environ.get("SOAK_KILLS", "20"))
@@ -67,15 +72,39 @@ class Follow:
         return self.process.returncode
 
 
-def place(sim: Emulator, rng: random.Random, index: int) -> None:
+def place(sim: Emulator, rng: random.Random, index: int) -> str:
     security, segment, product, lot = rng.choice(INSTRUMENTS)
     market = rng.random() < 0.8
-    sim.app_place(LEADER_ID, {
+    return sim.app_place(LEADER_ID, {
         "transactionType": "BUY", "exchangeSegment": segment, "productType": product,
         "orderType": "MARKET" if market else "LIMIT", "validity": "DAY",
         "securityId": security, "quantity": lot * rng.randint(1, 3),
         "price": 0 if market else 1.0,  # far below: stays open
-    })
+    })[0]
+
+
+def corrupt(sim: Emulator, order_id: str, index: int, counts: Counter) -> None:
+    """A lying or broken copy of the leader's last order frame: refused and recorded, it
+    must cost nothing (issue 7)."""
+    data = sim.book.orders[order_id].to_frame()
+    kind = index // 100 % 3
+    if kind == 0:
+        data["TradedQty"] = data["Quantity"] * 100
+        text = json.dumps({"Type": "order_alert", "Data": data})
+    elif kind == 1:
+        data["LotSize"] = (data["LotSize"] or 1) * 2
+        text = json.dumps({"Type": "order_alert", "Data": data})
+    else:
+        text = json.dumps({"Type": "order_alert", "Data": data})[:-7]  # cut short
+    sim.send_raw_frame(LEADER_ID, text)
+    counts["corrupted leader frames"] += 1
+
+
+def lose_database(home: Path, aside: Path) -> None:
+    aside.mkdir(exist_ok=True)
+    for name in ("copytrade.db", "copytrade.db-wal", "copytrade.db-shm"):
+        if (home / name).exists():
+            (home / name).rename(aside / name)
 
 
 def inject(sim: Emulator, rng: random.Random, index: int, counts: Counter) -> None:
@@ -121,11 +150,17 @@ def test_soak(tmp_path: Path) -> None:
         try:
             follow.start(sim)
             kill_at = set(rng.sample(range(10, ORDERS), KILLS))
+            lose_at = ORDERS * 2 // 3
             for index in range(ORDERS):
                 inject(sim, rng, index, counts)
-                place(sim, rng, index)
-                if index in kill_at:
+                order_id = place(sim, rng, index)
+                if index % 100 == 50:
+                    corrupt(sim, order_id, index, counts)
+                if index in kill_at or index == lose_at:
                     follow.kill()
+                    if index == lose_at:
+                        lose_database(home, tmp_path / "lost")
+                        counts["lost-database restarts"] += 1
                     follow.start(sim)
                 time.sleep(0.1)  # pacing: about ten leader orders a second
             # Quiescence: every leader order decided for every follower, nothing in flight.
@@ -148,6 +183,7 @@ def test_soak(tmp_path: Path) -> None:
     assert figures["duplicate follower orders"] == 0
     assert figures["leader orders neither mirrored nor skipped"] == 0
     assert figures["wrong quantities"] == 0
+    assert figures["follower orders of ours for no leader order"] == 0
 
 
 def progress(home: Path) -> dict:
@@ -177,7 +213,7 @@ def settled(home: Path) -> bool:
 
 
 def check(sim: Emulator, home: Path) -> dict:
-    from copytrade.core.ids import is_ours
+    from copytrade.core.ids import correlation_id, is_ours
     from copytrade.store.db import open_store
 
     snapshot = sim.snapshot()["accounts"]
@@ -186,7 +222,11 @@ def check(sim: Emulator, home: Path) -> dict:
     mirrors = db.execute_sql("SELECT leader_order_id, follower, state, correlation_id "
                              "FROM mirrororder").fetchall()
     db.close()
-    by_cid = {cid: (leader_id, name) for leader_id, name, _, cid in mirrors}
+    # Follower orders are matched to leader orders by their correlation id's stem, computed
+    # here, not by the store's rows: the store of the first part of the run was lost.
+    today = datetime.now(IST).date()
+    by_stem = {correlation_id(today, leader_id, each.name, 1, 1).rsplit("-", 1)[0]:
+               leader_id for leader_id in leader_book for each in FOLLOWERS}
     decided = {(leader_id, name) for leader_id, name, _, _ in mirrors}
     figures: Counter = Counter()
     figures["leader orders"] = len(leader_book)
@@ -201,9 +241,9 @@ def check(sim: Emulator, home: Path) -> dict:
         for order in snapshot.get(each.client_id, {}).get("orders", []):
             if not is_ours(order["correlationId"]):
                 continue
-            leader_id, _ = by_cid.get(order["correlationId"], (None, None))
+            leader_id = by_stem.get(order["correlationId"].rsplit("-", 1)[0])
             if leader_id is None:
-                figures["follower orders the store does not know"] += 1
+                figures["follower orders of ours for no leader order"] += 1
                 continue
             if order["orderStatus"] in ("TRADED", "PENDING", "TRANSIT", "PART_TRADED"):
                 holding[leader_id].append(order)
@@ -216,5 +256,6 @@ def check(sim: Emulator, home: Path) -> dict:
             if sum(o["quantity"] for o in orders) != want:
                 figures["wrong quantities"] += 1
     figures.setdefault("duplicate follower orders", 0)
+    figures.setdefault("follower orders of ours for no leader order", 0)
     figures.setdefault("wrong quantities", 0)
     return dict(figures)

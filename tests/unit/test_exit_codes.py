@@ -32,6 +32,7 @@ def test_the_error_tree_is_complete() -> None:
         "BrokerError",
         "AlreadyRunningError",
         "StoreError",
+        "DegradedError",
     }
 
 
@@ -51,6 +52,7 @@ def test_every_error_class_has_its_own_code() -> None:
         (errors.BrokerError("x"), ExitCode.BROKER),
         (errors.AlreadyRunningError("x"), ExitCode.ALREADY_RUNNING),
         (errors.StoreError("x"), ExitCode.STORE),
+        (errors.DegradedError("x"), ExitCode.DEGRADED),
         (CopytradeError("x"), ExitCode.FAILURE),
         (KeyboardInterrupt(), ExitCode.INTERRUPTED),
         (click_exceptions.UsageError("x"), ExitCode.USAGE),

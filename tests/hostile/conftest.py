@@ -1,0 +1,22 @@
+"""Hostile-input suite: each row of issue 7's table, end to end against the emulator.
+
+Shares the end-to-end helpers (tests/e2e: simtools, followtools) and fixtures."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
+
+from copytrade.sim.server import Emulator
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Emulator]:
+    """The emulator on the wall clock, bound to 127.0.0.1."""
+    with Emulator(seed=7) as emulator:
+        yield emulator
