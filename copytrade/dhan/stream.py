@@ -10,6 +10,18 @@ Dhan refuses a bad login by closing the socket (1008). That is reported as "logi
 retried with backoff like any disconnect; the owner learns of an expired token from REST
 (DH-901) and calls `stop()`.
 
+Floods (issue 7 row 12): a pong or a server ping is answered by websockets when its bytes are
+read (`data_received`), not when we consume messages. So reading must not wait on consumption:
+websockets reads and queues up to MAX_QUEUE messages on its own, and our reader gives the loop a
+turn every YIELD_EVERY seconds even while messages are queued (`recv()` does not yield while it
+has one). Per message the loop does only the parse and `on_report`, which must be a cheap
+enqueue: a slow one is counted (`slow_reports`) and logged, because while it runs nothing on
+the loop runs. If messages keep arriving faster than they are consumed, the queue reaches
+MAX_QUEUE and reading pauses, so memory stays bounded; pings then wait behind the unread
+backlog, and past the ping timeout the keepalive closes 1011 and the owner's catch-up at the
+next login finds what was in flight. Every ended connection is reported once to `on_closed`
+with its close code.
+
 The token goes into exactly one place, the login message. It is never logged, never put in a
 state detail or exception text, and websockets' DEBUG frame logging is shut off for our
 connections (it would print the login message).
@@ -30,10 +42,12 @@ from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import Close
 from websockets.uri import parse_uri
 
 from copytrade.core.events import OrderReport
 from copytrade.dhan.frames import MalformedFrame, parse_frame
+from copytrade.redact import redact
 from copytrade.secret import Secret
 
 __all__ = ["LeaderStream", "StreamState"]
@@ -42,6 +56,20 @@ log = logging.getLogger(__name__)
 
 LOGIN_MSG_CODE = 42
 CLOSE_POLICY_VIOLATION = 1008  # Dhan's answer to a bad login
+CLOSE_TOO_BIG = 1009
+CLOSE_ABNORMAL = 1006  # RFC 6455 7.1.5: the connection ended without a close frame either way
+# An order_alert is ~1 KiB (about 45 short keys); 64 KiB leaves room for any order Dhan may send
+# while capping what one message, and MAX_QUEUE of them, can cost. Bigger closes 1009, which is
+# reported and followed by a reconnect and catch-up like any close.
+MAX_MESSAGE_BYTES = 64 * 1024
+# Messages websockets reads ahead of us: pings are answered while fewer are waiting. 8192 real
+# frames are ~9 MiB (512 MiB if every one were MAX_MESSAGE_BYTES) and absorb 0.8 s of a flood
+# 10k/s faster than we consume. Once full, reading resumes after 1024 are consumed, not
+# websockets' default three quarters: the ping behind them should not wait that long.
+MAX_QUEUE = 8192
+RESUME_QUEUE = MAX_QUEUE - 1024
+YIELD_EVERY = 0.005  # seconds of back-to-back messages before the loop gets a turn
+SLOW_REPORT = 0.02  # an on_report this slow holds up pings: counted and logged
 CLOSE_TIMEOUT = 1.0  # closing handshake budget: a stalled server must not hold up a reconnect
 STABLE_AFTER = 30.0  # a connection up this long resets the backoff even if it carried nothing
 EXCERPT_CHARS = 200  # of a malformed message, for on_malformed
@@ -83,6 +111,10 @@ def _log_state(state: StreamState, detail: str) -> None:
     log.info("order stream %s: %s", state, detail)
 
 
+def _log_closed(code: int | None, reason: str) -> None:
+    log.info("order stream closed (%s): %s", code, reason)
+
+
 class LeaderStream:
     """The order-update stream of one account, reconnecting until stop()."""
 
@@ -96,6 +128,7 @@ class LeaderStream:
         on_malformed: Callable[[str, str], None] = _log_malformed,
         on_state: Callable[[StreamState, str], None] = _log_state,
         on_connected: Callable[[], Awaitable[None] | None] | None = None,
+        on_closed: Callable[[int | None, str], None] = _log_closed,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         rng: random.Random | None = None,
@@ -119,6 +152,7 @@ class LeaderStream:
         self._on_malformed = on_malformed
         self._on_state = on_state
         self._on_connected = on_connected
+        self._on_closed = on_closed
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._rng = rng or random.Random()
@@ -136,12 +170,17 @@ class LeaderStream:
         self._logins = 0
         self._frames = 0
         self._malformed = 0
+        self._reports = 0
+        self._slow_reports = 0
+        self._closes: dict[int, int] = {}
+        self._connect_failures = 0
         self._last_frame_at: float | None = None
         # Per connection:
         self._ws: ClientConnection | None = None
         self._connected_at: float | None = None
         self._delivered = False
         self._forced: str | None = None
+        self._warned_slow = False
         self._held: list[OrderReport] | None = None  # reports waiting for on_connected
         self._closing: set[asyncio.Task[None]] = set()  # keeps close tasks referenced
 
@@ -167,6 +206,26 @@ class LeaderStream:
     @property
     def malformed(self) -> int:
         return self._malformed
+
+    @property
+    def reports(self) -> int:
+        """OrderReports handed to on_report."""
+        return self._reports
+
+    @property
+    def slow_reports(self) -> int:
+        """on_report calls that took SLOW_REPORT or longer (each one held up pings)."""
+        return self._slow_reports
+
+    @property
+    def closes(self) -> dict[int, int]:
+        """Ended connections by close code (1006: no close frame), a copy."""
+        return self._closes.copy()
+
+    @property
+    def connect_failures(self) -> int:
+        """Attempts that never got a websocket connection (on_closed saw code None)."""
+        return self._connect_failures
 
     @property
     def last_frame_at(self) -> float | None:
@@ -243,8 +302,10 @@ class LeaderStream:
     async def _session(self) -> str:
         """Connect, log in, read until the connection ends; returns why it ended."""
         self._ws, self._connected_at, self._delivered, self._forced = None, None, False, None
-        self._held = None
+        self._held, self._warned_slow = None, False
         self._set_state(StreamState.CONNECTING, f"connecting to {self._where}")
+        opened: ClientConnection | None = None
+        why = "connection ended"
         try:
             async with connect(
                 self._url,
@@ -252,18 +313,30 @@ class LeaderStream:
                 ping_interval=self._ping_interval,
                 ping_timeout=self._ping_timeout,
                 close_timeout=CLOSE_TIMEOUT,
+                max_size=MAX_MESSAGE_BYTES,
+                max_queue=(MAX_QUEUE, RESUME_QUEUE),
                 logger=_wire_log,
             ) as ws:
-                await self._serve(ws)
+                opened = ws
+                try:
+                    await self._serve(ws)  # only leaves through an exception
+                except asyncio.CancelledError:
+                    # A normal closure (1000); leaving `async with` on an exception says 1011.
+                    await ws.close()
+                    raise
+        except asyncio.CancelledError:
+            why = "stopped" if self._stopping else "cancelled"
+            raise
         except ConnectionClosed as closed:
-            return self._closed_detail(closed)
+            why = self._closed_detail(closed)
         except _CatchUpFailed as failed:
-            return str(failed)
+            why = str(failed)
         except Exception as exc:  # OSError, TimeoutError, InvalidHandshake, and bugs
-            return self._failure_detail(exc)
+            why = self._failure_detail(exc)
         finally:
             self._ws = None
-        return "connection ended"  # _serve only leaves through an exception
+            self._record_close(opened, why)  # on stop() too: every ended connection
+        return why
 
     async def _serve(self, ws: ClientConnection) -> None:
         login = {"LoginReq": {"MsgCode": LOGIN_MSG_CODE, "ClientId": self._client_id,
@@ -274,9 +347,15 @@ class LeaderStream:
         self._logins += 1
         self._set_state(StreamState.CONNECTED, f"login sent for {self._client_id}")
         catch_up = self._start_catch_up()
+        turn_at = time.monotonic() + YIELD_EVERY
         try:
             while True:
                 self._on_message(await ws.recv())
+                if time.monotonic() >= turn_at:
+                    # recv() returns queued messages without yielding: without this turn a
+                    # backlog would keep data_received (pongs, pings) and keepalive waiting.
+                    await asyncio.sleep(0)
+                    turn_at = time.monotonic() + YIELD_EVERY
         finally:
             if catch_up is not None and not catch_up.done():
                 catch_up.cancel()  # the next login runs its own
@@ -296,7 +375,19 @@ class LeaderStream:
         if self._held is not None:
             self._held.append(report)
         else:
-            _call(self._on_report, report)
+            self._report(report)
+
+    def _report(self, report: OrderReport) -> None:
+        started = time.monotonic()
+        _call(self._on_report, report)
+        self._reports += 1
+        took = time.monotonic() - started
+        if took >= SLOW_REPORT:
+            self._slow_reports += 1
+            if not self._warned_slow:  # once per connection: logging is not free either
+                self._warned_slow = True
+                log.warning("order stream: on_report took %.0f ms on the event loop; pings "
+                            "wait while it runs (it should only enqueue)", took * 1000)
 
     # ----- the owner's catch-up barrier --------------------------------------------------
 
@@ -334,7 +425,7 @@ class LeaderStream:
                 closing.add_done_callback(self._closing.discard)
             return
         for report in held:
-            _call(self._on_report, report)
+            self._report(report)
 
     # ----- backoff -----------------------------------------------------------------------
 
@@ -356,18 +447,34 @@ class LeaderStream:
         self._state = state
         _call(self._on_state, state, self._redact(detail))
 
+    def _record_close(self, ws: ClientConnection | None, why: str) -> None:
+        if ws is None:
+            code: int | None = None
+            self._connect_failures += 1
+        else:
+            protocol = ws.protocol
+            first, _ = _first_close(protocol.close_rcvd, protocol.close_sent,
+                                    protocol.close_rcvd_then_sent)
+            code = CLOSE_ABNORMAL if first is None else int(first.code)  # not an enum
+            self._closes[code] = self._closes.get(code, 0) + 1
+        _call(self._on_closed, code, self._redact(why))
+
     def _closed_detail(self, closed: ConnectionClosed) -> str:
         if self._forced is not None:
             return f"reconnect forced: {self._forced}"
-        rcvd, sent = closed.rcvd, closed.sent
-        if rcvd is not None:
-            code = f"{rcvd.code} {rcvd.reason}" if rcvd.reason else str(rcvd.code)
-            if rcvd.code == CLOSE_POLICY_VIOLATION:
-                return self._redact(f"login refused (server closed {code})")
-            return self._redact(f"closed by server ({code})")
-        if sent is not None and "keepalive" in sent.reason:
-            return "no pong within the ping timeout (stalled connection)"
-        return "connection lost (no close frame)"
+        first, by_us = _first_close(closed.rcvd, closed.sent, closed.rcvd_then_sent)
+        if first is None:
+            return "connection lost (no close frame)"
+        code = f"{first.code} {first.reason}" if first.reason else str(first.code)
+        if by_us:
+            if "keepalive" in first.reason:
+                return "no pong within the ping timeout (stalled connection)"
+            if first.code == CLOSE_TOO_BIG:
+                return self._redact(f"message too big ({code})")
+            return self._redact(f"closed by us ({code})")
+        if first.code == CLOSE_POLICY_VIOLATION:
+            return self._redact(f"login refused (server closed {code})")
+        return self._redact(f"closed by server ({code})")
 
     def _failure_detail(self, exc: Exception) -> str:
         detail = _describe_failure(exc)
@@ -379,7 +486,16 @@ class LeaderStream:
         token = self._token.reveal()
         if token and token in text:
             text = text.replace(token, "<token>")
-        return text[:DETAIL_CHARS]
+        return redact(text)[:DETAIL_CHARS]  # every known token, in every quoted form
+
+
+def _first_close(rcvd: Close | None, sent: Close | None,
+                 rcvd_then_sent: bool | None) -> tuple[Close | None, bool]:
+    """The close frame of whichever side closed first, and whether that was us: its code says
+    why the connection ended (an echo of it says nothing more)."""
+    if sent is not None and (rcvd is None or rcvd_then_sent is False):
+        return sent, True
+    return rcvd, False
 
 
 def _describe_failure(exc: Exception) -> str:

@@ -367,7 +367,7 @@ class FollowEngine:
             self.config.leader.order_ws_url, self.config.leader.client_id,
             self._tokens[self.config.leader.client_id].reveal(),
             on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
-            on_connected=catch_up,
+            on_connected=catch_up, on_closed=self._closed("leader"),
             on_state=self._stream_state(self.status.leader_stream),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
             **self.stream_options)
@@ -394,6 +394,7 @@ class FollowEngine:
             on_report=lambda report: self.pipeline.put(
                 replicator.on_follower_report, follower.name, report),
             on_connected=catch_up, on_state=self._stream_state(status),
+            on_closed=self._closed(follower.name),
             on_malformed=self._malformed(status, follower.name), **self.stream_options)
 
     def _stream_state(self, status: StreamStatus) -> Callable[[StreamState, str], None]:
@@ -414,6 +415,19 @@ class FollowEngine:
             status.malformed += 1
             self.pipeline.put(write, reason, excerpt)
         return record
+
+    def _closed(self, whose: str) -> Callable[[int | None, str], None]:
+        """Every ended connection goes on the record with its close code (1006 lost, 1009
+        too big, 1011 keepalive...); the catch-up at the next login finds what it cost."""
+        def write(code: int | None, reason: str) -> None:
+            if self._stop.is_set() and code == 1000:
+                return  # our own stop
+            with self.store.write():
+                self.store.audit("stream_closed", f"{whose} stream closed "
+                                 f"({code if code is not None else 'no connection'}): "
+                                 f"{reason}", data={"code": code})
+
+        return lambda code, reason: self.pipeline.put(write, code, reason)
 
     def _bad_row(self, whose: str) -> Callable[[str, str], None]:
         def record(reason: str, excerpt: str) -> None:

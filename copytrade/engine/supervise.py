@@ -16,8 +16,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 DEGRADED_AFTER = 3
-BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 30.0  # seconds; the first retry waits two intervals, then doubles
 
 
 @dataclass
@@ -58,7 +57,7 @@ async def supervised(health: LoopHealth, round_: Callable[[], Awaitable[bool]], 
                 log.error("%s is degraded: %d failures in a row", health.name,
                           health.consecutive)
             on_change(health)
-            delay = min(BACKOFF_MAX, max(interval, BACKOFF_INITIAL * 2 ** health.consecutive))
+            delay = min(BACKOFF_MAX, interval * 2 ** health.consecutive)
             continue
         if health.consecutive:
             health.consecutive = 0

@@ -327,3 +327,26 @@ def test_a_second_run_does_not_reprint_the_first_runs_events(
     assert second.returncode == 0, second.stderr
     assert "SUBMITTED" not in second.stdout and "FILLED" not in second.stdout
     assert second.stdout.strip().splitlines()[0].endswith("started")
+
+
+# ---- row 12: a flood of frames; every close on the record ------------------------------------
+
+def test_a_flood_of_frames_keeps_the_stream_and_every_close_is_recorded(
+        live_sim: Emulator, tmp_path: Path) -> None:
+    with running_follow(live_sim, tmp_path, [F1]) as run:
+        first = place(run, "BUY", 2)
+        run.wait_for(lambda: filled(run, "f1", 1))
+        frame = hostile_frame(live_sim, first)
+        for _ in range(5000):  # repeats of a real frame, as fast as the emulator sends
+            live_sim.send_raw_frame(LEADER_ID, frame)
+        place(run, "BUY", 3)
+        run.wait_for(lambda: filled(run, "f1", 2), timeout=30)
+        assert run.engine.replicator.stats.duplicates >= 5000 or run.audit("stream_closed")
+        live_sim.drop_stream(LEADER_ID, clean=False)
+        run.wait_for(lambda: any(a.kind == "stream_closed" and "1006" in a.message
+                                 for a in run.audit()), timeout=15)
+        live_sim.drop_stream(LEADER_ID, clean=True)
+        run.wait_for(lambda: any(a.kind == "stream_closed" and "1001" in a.message
+                                 for a in run.audit()), timeout=15)
+        closes = [json.loads(a.data)["code"] for a in run.audit("stream_closed")]
+        assert all(isinstance(code, int) for code in closes), closes
