@@ -26,7 +26,7 @@ class PositionBook:
                 key = (str(row.get("securityId", "")), str(row.get("productType", "")))
                 try:
                     self._net[key] = self._net.get(key, 0) + int(float(row.get("netQty", 0)))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # an odd row: not ours to guess
                     continue
             self._vouched = dict(self._net)
 
