@@ -342,11 +342,11 @@ def test_a_flood_of_frames_keeps_the_stream_and_every_close_is_recorded(
         place(run, "BUY", 3)
         run.wait_for(lambda: filled(run, "f1", 2), timeout=30)
         assert run.engine.replicator.stats.duplicates >= 5000 or run.audit("stream_closed")
-        live_sim.drop_stream(LEADER_ID, clean=False)
-        run.wait_for(lambda: any(a.kind == "stream_closed" and "1006" in a.message
-                                 for a in run.audit()), timeout=15)
-        live_sim.drop_stream(LEADER_ID, clean=True)
-        run.wait_for(lambda: any(a.kind == "stream_closed" and "1001" in a.message
-                                 for a in run.audit()), timeout=15)
+        for clean in (False, True):
+            run.wait_for(run.connected, timeout=15)
+            assert live_sim.drop_stream(LEADER_ID, clean=clean) == 1
+            code = "1001" if clean else "1006"
+            run.wait_for(lambda code=code: any(a.kind == "stream_closed" and code in a.message
+                                               for a in run.audit()), timeout=15)
         closes = [json.loads(a.data)["code"] for a in run.audit("stream_closed")]
         assert all(isinstance(code, int) for code in closes), closes
