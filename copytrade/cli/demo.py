@@ -38,7 +38,8 @@ def demo(
         log_to_file(world.home / "logs")
         config = load_config(world.config_path)
         tokens = require_valid(config, world.environ, secrets_file=world.home / "secrets.toml")
-        store = Store(open_store(world.home / "copytrade.db"), lambda: datetime.now(UTC))
+        store = Store(open_store(world.home / "copytrade.db", background_checkpoints=True),
+                      lambda: datetime.now(UTC))
         engine = FollowEngine(config, tokens, store, limits_path=world.home / "limits.db")
         engine.prepare()
         stop = threading.Event()

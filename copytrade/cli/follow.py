@@ -53,7 +53,8 @@ def follow(
     lock = acquire_follow_lock(paths.data_dir / "follow.lock")
     try:
         log_to_file(paths.log_dir)
-        store = Store(open_store(paths.database_file), lambda: datetime.now(UTC))
+        store = Store(open_store(paths.database_file, background_checkpoints=True),
+                      lambda: datetime.now(UTC))
         printed_up_to = last_event_ids()  # earlier runs' events are not printed again
         engine = FollowEngine(loaded, tokens, store, limits_path=paths.data_dir / "limits.db")
         engine.prepare()

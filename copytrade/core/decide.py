@@ -80,6 +80,11 @@ class MirrorView:
 SizeFn = Callable[[], SizedOrder | Skip]
 
 
+def needs_quote(leader: OrderReport) -> bool:
+    """Whether stale_reason may ask for a quote: a market order first seen filled."""
+    return leader.status == "TRADED" and leader.order_type in UNPRICED_TYPES
+
+
 def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
                  max_drift_percent: float, last_price: Callable[[], float | None]) -> str:
     """Why a leader order first seen late is not chased ("" to mirror it): older than the
@@ -91,7 +96,7 @@ def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
         if age > max_age_seconds:
             return (f"leader order is {age:.0f} s old, beyond max_order_age_seconds "
                     f"{max_age_seconds:g}: not chased")
-    if leader.status == "TRADED" and leader.order_type in UNPRICED_TYPES:
+    if needs_quote(leader):
         filled_at = leader.average_price
         price = last_price()
         if price is None or filled_at <= 0:

@@ -38,6 +38,7 @@ from copytrade.engine.replicator import FollowerPlan, Replicator
 from copytrade.engine.supervise import LoopHealth, supervised
 from copytrade.engine.worker import FollowerWorker
 from copytrade.errors import AuthError, BrokerError, DegradedError
+from copytrade.store.db import WalCheckpointer
 from copytrade.store.instruments import InstrumentCache
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store
@@ -228,6 +229,8 @@ class FollowEngine:
         """Follow until stop(); raises AuthError if the leader's token is refused."""
         if self.replicator is None:
             self.prepare()
+        checkpointer = WalCheckpointer(Path(self.store.db.database))
+        checkpointer.start()
         self.pipeline.start()
         for worker in self.workers.values():
             worker.start()
@@ -247,6 +250,7 @@ class FollowEngine:
             await asyncio.to_thread(self.pipeline.stop)
             for worker in self.workers.values():
                 await asyncio.to_thread(worker.stop)
+            await asyncio.to_thread(checkpointer.stop)
         if self._fatal is not None:
             raise self._fatal
         self._raise_if_degraded()

@@ -20,6 +20,7 @@ from copytrade.core.decide import (
     MirrorView,
     decide,
     is_reopenable,
+    needs_quote,
     stale_reason,
 )
 from copytrade.core.events import OrderReport
@@ -97,6 +98,7 @@ class Replicator:
         self.last_price = last_price
         self.on_change = on_change
         self.leaders: dict[str, Merged] = {}
+        self._price_now: float | None = None  # the quote fetched for the report in hand
         self._quotes: dict[tuple[str, str], tuple[float, float | None]] = {}
         self._working: dict[tuple[str, str, str], dict[str, int]] = {}
         # Traded quantities already inside the positions read at start (by order id), so
@@ -125,6 +127,11 @@ class Replicator:
             return
         leader = merged.report
         submissions: list[tuple[FollowerPlan, int]] = []
+        # A quote is a REST call: fetched before the write transaction, never inside it.
+        # Only an order first seen filled can need one (a live order was seen accepted).
+        first_seen_filled = needs_quote(leader) and (
+            known is None or not known.report.exchange_accepted)
+        self._price_now = self._quote(leader) if first_seen_filled else None
         try:
             with self.store.write():
                 self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
@@ -224,7 +231,7 @@ class Replicator:
             reason = stale_reason(
                 leader, now=self.now(), max_age_seconds=follower.max_order_age_seconds,
                 max_drift_percent=follower.max_price_drift_percent,
-                last_price=lambda: self._quote(leader))
+                last_price=lambda: self._price_now)
             if reason:
                 return Skip(reason)
         return self._size(follower, leader, view, positions)

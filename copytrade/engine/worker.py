@@ -92,6 +92,7 @@ class FollowerWorker:
         self.stopping.set()
         self._queue.put(STOP)
         self._thread.join(timeout)
+        self.limiter.close()
 
     @property
     def backlog(self) -> int:

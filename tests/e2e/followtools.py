@@ -138,7 +138,8 @@ def running_follow(sim: Emulator, home: Path, followers: list[Follower], *, sett
     environ.update({f"TOKEN_{f.name.upper().replace('-', '_')}": f.token for f in followers})
     config = load_config(config_path)
     tokens = require_valid(config, environ, secrets_file=home / "secrets.toml")
-    store = Store(open_store(home / "copytrade.db"), lambda: datetime.now(UTC))
+    store = Store(open_store(home / "copytrade.db", background_checkpoints=True),
+                  lambda: datetime.now(UTC))
     engine = FollowEngine(config, tokens, store, limits_path=home / "limits.db",
                           stream_options=TEST_STREAM_OPTIONS,
                           trading_date=lambda: (datetime.now(UTC) + timedelta(

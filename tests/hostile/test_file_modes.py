@@ -71,7 +71,7 @@ def test_an_old_limits_db_and_its_sidecars_become_private() -> None:
     data_dir = home_paths().data_dir
     db = data_dir / "limits.db"
     # An older run's database at 0644, its WAL files too (as a crash leaves them).
-    AccountLimiter(db, "1000000002", now_ms=lambda: 0, wait=lambda _: False)._bucket.conn.close()
+    AccountLimiter(db, "1000000002", now_ms=lambda: 0, wait=lambda _: False).close()
     db.chmod(0o644)
     sidecars = [Path(f"{db}{suffix}") for suffix in ("-wal", "-shm", "-journal")]
     for sidecar in sidecars:
@@ -87,7 +87,7 @@ def test_an_old_limits_db_and_its_sidecars_become_private() -> None:
             if sidecar.exists():
                 assert mode(sidecar) == 0o600, sidecar.name
     finally:
-        limiter._bucket.conn.close()
+        limiter.close()
 
 
 def test_a_new_limits_db_is_private() -> None:
@@ -100,7 +100,7 @@ def test_a_new_limits_db_is_private() -> None:
             if path.exists():
                 assert mode(path) == 0o600, path.name
     finally:
-        limiter._bucket.conn.close()
+        limiter.close()
 
 
 def test_an_old_follow_lock_becomes_private() -> None:

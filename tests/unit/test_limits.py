@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from copytrade.engine.limits import WINDOW_MARGIN_MS, AccountLimiter
+from copytrade.engine.limits import ORDERS_PER_SECOND, WINDOW_MARGIN_MS, AccountLimiter
+from copytrade.sim.accounts import ORDER_RATES as DHAN_RATES
 
 
 class FakeTime:
@@ -26,11 +27,16 @@ def limiter(path: Path, clock: FakeTime, client_id: str = "1000000002") -> Accou
     return AccountLimiter(path, client_id, now_ms=clock.now, wait=clock.wait)
 
 
-def test_eleventh_call_in_a_second_waits_past_the_window(tmp_path: Path) -> None:
+def test_our_per_second_limit_keeps_a_margin_under_dhans() -> None:
+    dhan_per_second = next(r.limit for r in DHAN_RATES if r.interval == 1000)
+    assert dhan_per_second - 1 == ORDERS_PER_SECOND
+
+
+def test_one_call_more_in_a_second_waits_past_the_window(tmp_path: Path) -> None:
     clock = FakeTime()
     accounts = limiter(tmp_path / "limits.db", clock)
     start = clock.ms
-    for _ in range(10):
+    for _ in range(ORDERS_PER_SECOND):
         assert accounts.acquire()
     assert clock.waits == []
     assert accounts.acquire()
@@ -40,17 +46,37 @@ def test_eleventh_call_in_a_second_waits_past_the_window(tmp_path: Path) -> None
 def test_limits_survive_a_restart(tmp_path: Path) -> None:
     clock = FakeTime()
     first = limiter(tmp_path / "limits.db", clock)
-    for _ in range(10):
+    for _ in range(ORDERS_PER_SECOND):
         first.acquire()
+    first.close()  # the process ends
     again = limiter(tmp_path / "limits.db", clock)  # a new process, the same day
     assert again.acquire()
-    assert clock.waits, "the restarted limiter let an 11th call through in the same second"
+    assert clock.waits, "the restarted limiter let one call too many through in a second"
+
+
+def test_sends_are_saved_in_the_background_without_a_close(tmp_path: Path) -> None:
+    """A kill -9 loses at most the last FLUSH_SECONDS of sends."""
+    import sqlite3
+    import time
+
+    clock = FakeTime()
+    first = limiter(tmp_path / "limits.db", clock)
+    for _ in range(3):
+        first.acquire()
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(tmp_path / "limits.db") as db:
+            if db.execute("SELECT COUNT(*) FROM sends").fetchone()[0] == 3:
+                break
+        assert time.monotonic() < deadline, "sends not saved within 10 s"
+        time.sleep(0.05)
+    first.close()
 
 
 def test_accounts_are_limited_separately(tmp_path: Path) -> None:
     clock = FakeTime()
     one, two = limiter(tmp_path / "l.db", clock, "1"), limiter(tmp_path / "l.db", clock, "2")
-    for _ in range(10):
+    for _ in range(ORDERS_PER_SECOND):
         one.acquire()
         two.acquire()
     assert clock.waits == []
@@ -59,7 +85,7 @@ def test_accounts_are_limited_separately(tmp_path: Path) -> None:
 def test_stop_while_waiting_returns_false(tmp_path: Path) -> None:
     clock = FakeTime()
     stopping = AccountLimiter(tmp_path / "l.db", "1", now_ms=clock.now, wait=lambda s: True)
-    for _ in range(10):
+    for _ in range(ORDERS_PER_SECOND):
         assert stopping.acquire()
     assert stopping.acquire() is False
 
