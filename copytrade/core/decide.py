@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import TERMINAL_STATES, MirrorState
+from copytrade.core.reasons import REOPENABLE_CANCELS, REOPENABLE_SKIPS, ReasonCode
 from copytrade.core.sizing import SizedOrder, Skip
 
 MAX_MODIFICATIONS = 25
@@ -25,18 +26,19 @@ REDUCED_TO_FILLED = "leader reduced the order to what the follower already fille
 RESIZED_AWAY = "leader modified: "  # prefix of a cancel because the new size is nothing
 
 
-def is_reopenable(state: MirrorState, reason: str, *, shadow: bool = False) -> bool:
+def is_reopenable(state: MirrorState, code: str, *, shadow: bool = False) -> bool:
     """Whether a mirror that ended should take a top-up when the leader grows its order:
     filled, skipped or cancelled by us for size; never rejected, never cancelled in the
-    follower's app (that is a divergence to report, not to undo)."""
+    follower's app (that is a divergence to report, not to undo). Keyed on the reason's
+    code, never its wording."""
     if shadow:
         return False
     if state is MirrorState.FILLED:
         return True
     if state is MirrorState.SKIPPED:
-        return "below one lot" in reason
+        return code in REOPENABLE_SKIPS
     if state is MirrorState.CANCELED:
-        return reason == REDUCED_TO_FILLED or reason.startswith(RESIZED_AWAY)
+        return code in REOPENABLE_CANCELS
     return False
 
 
@@ -58,6 +60,7 @@ class Action:
     disclosed_quantity: int = 0
     slice: bool = False
     reason: str = ""
+    code: ReasonCode = ReasonCode.NONE  # stored beside the reason: what follow acts on
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) 
         return []  # wait: an order in transit can still be rejected by the leader's broker
     sized = size()
     if isinstance(sized, Skip):
-        return [Action(ActionKind.SKIP, reason=sized.reason)]
+        return [Action(ActionKind.SKIP, reason=sized.reason, code=sized.code)]
     return [Action(ActionKind.PLACE, quantity=sized.quantity,
                    price=effective_price(leader.order_type, leader.price),
                    trigger_price=effective_trigger(leader.order_type, leader.trigger_price),
@@ -166,7 +169,8 @@ def _top_up(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Actio
 def _follow_changes(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Action]:
     sized = size()
     if isinstance(sized, Skip):
-        return [Action(ActionKind.CANCEL, reason=f"{RESIZED_AWAY}{sized.reason}")]
+        return [Action(ActionKind.CANCEL, reason=f"{RESIZED_AWAY}{sized.reason}",
+                       code=ReasonCode.RESIZED_AWAY)]
     quantity = max(sized.quantity, mirror.filled_quantity)
     price = effective_price(leader.order_type, leader.price)
     trigger = effective_trigger(leader.order_type, leader.trigger_price)
@@ -175,7 +179,8 @@ def _follow_changes(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> li
     if unchanged:
         return []
     if quantity <= mirror.filled_quantity:
-        return [Action(ActionKind.CANCEL, reason=REDUCED_TO_FILLED)]
+        return [Action(ActionKind.CANCEL, reason=REDUCED_TO_FILLED,
+                       code=ReasonCode.REDUCED_TO_FILLED)]
     if mirror.modifications >= MAX_MODIFICATIONS:
         kind, reason = ActionKind.REPLACE, f"past {MAX_MODIFICATIONS} modifications"
     elif mirror.sliced or sized.slice:

@@ -42,6 +42,7 @@ from enum import StrEnum
 from fractions import Fraction
 
 from copytrade.core.events import OrderReport
+from copytrade.core.reasons import ReasonCode
 
 UNPRICED_ORDER_TYPES = frozenset({"MARKET", "STOP_LOSS_MARKET"})
 DISCLOSED_MIN_FRACTION = Fraction(3, 10)  # Dhan: disclosed must be MORE than 30 %
@@ -161,6 +162,7 @@ class SizedOrder:
 @dataclass(frozen=True)
 class Skip:
     reason: str
+    code: ReasonCode = ReasonCode.NONE
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class _Part:
     notes: tuple[str, ...] = ()
     reason: str = ""
     label: str = ""  # "exit" / "reversal" when an order has both parts
+    below_one_lot: bool = False  # the reason is a size below one lot
 
 
 def size_order(rule: SizingRule, order: LeaderOrder, lot_size: int | None, *,
@@ -284,7 +287,7 @@ def _size_exit(side: Side, leader_exit: int, positions: NetPositions, lot_size: 
     if units == 0:
         return _Part(reason=f"{_fmt(exact / lot_size)} lots after proportional exit (leader "
                             f"exits {leader_exit} of {leader_open}, follower holds "
-                            f"{follower_open}): below one lot")
+                            f"{follower_open}): below one lot", below_one_lot=True)
     return _Part(units, (f"proportional exit: {units} of the follower's {follower_open}",))
 
 
@@ -296,7 +299,8 @@ def _size_entry(rule: SizingRule, units: int, lot_size: int, capital: Capital | 
     exact_lots, how = scaled
     lots = math.floor(exact_lots)
     if lots < 1:
-        return _Part(reason=f"{_fmt(exact_lots)} lots after {how}: below one lot")
+        return _Part(reason=f"{_fmt(exact_lots)} lots after {how}: below one lot",
+                     below_one_lot=True)
     return _apply_caps(lots * lot_size, lot_size, caps, value_price)
 
 
@@ -341,7 +345,7 @@ def _apply_caps(units: int, lot_size: int, caps: Caps, value_price: Fraction | N
         capped = _floor_to_lots(caps.max_quantity, lot_size)
         if capped == 0:
             return _Part(reason=f"max_quantity {caps.max_quantity} is below one lot "
-                                f"({lot_size} units)")
+                                f"({lot_size} units)", below_one_lot=True)
         notes.append(f"reduced from {units} to {capped} units by max_quantity "
                      f"{caps.max_quantity}")
         units = capped
@@ -377,7 +381,8 @@ def _combine(parts: list[_Part], order: LeaderOrder, lot_size: int,
     reasons = [f"{part.label}: {part.reason}" if part.label else part.reason
                for part in parts if part.reason]
     if units == 0:
-        return Skip("; ".join(reasons))
+        below = any(part.below_one_lot for part in parts)
+        return Skip("; ".join(reasons), ReasonCode.BELOW_ONE_LOT if below else ReasonCode.NONE)
     notes = [note for part in parts for note in part.notes]
     notes += [f"not mirrored: {reason}" for reason in reasons]  # one part of a reversal
     disclosed, disclosed_note = _disclosed(order, units, lot_size)

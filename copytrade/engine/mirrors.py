@@ -11,6 +11,7 @@ from collections.abc import Callable
 from copytrade.core.events import OrderReport
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
+from copytrade.core.reasons import ReasonCode
 from copytrade.core.reconcile import aggregate_trigger
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import LeaderOrder, MirrorOrder, StateEvent
@@ -63,6 +64,7 @@ class MirrorUpdater:
             fields["reason"] = report.reason
         if status == "CANCELLED" and previous[0] != "CANCELLED" and self._not_ours(mirror):
             fields["reason"] = CANCELLED_OUTSIDE
+            fields["reason_code"] = ReasonCode.CANCELLED_OUTSIDE.value
             self.store.audit("divergence", f"CANCELLED_OUTSIDE: follower order "
                              f"{report.order_id} was cancelled outside copytrade",
                              follower=mirror.follower, leader_order_id=mirror.leader_order_id)

@@ -27,6 +27,7 @@ from copytrade.core.events import OrderReport
 from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import MirrorState, Trigger
+from copytrade.core.reasons import ReasonCode
 from copytrade.core.sizing import (
     Capital,
     Caps,
@@ -281,7 +282,8 @@ class Replicator:
                 action: Action, positions: NetPositions,
                 seen_at: float) -> list[tuple[FollowerPlan, int]]:
         if action.kind is ActionKind.SKIP:
-            return self._record_skip(follower, leader, mirror, action.reason, positions)
+            return self._record_skip(follower, leader, mirror, action.reason, positions,
+                                     code=action.code)
         if action.kind is ActionKind.PLACE:
             if mirror is None:
                 return self._record_place(follower, leader, action, positions, seen_at,
@@ -293,7 +295,7 @@ class Replicator:
         if action.kind is ActionKind.CANCEL:
             if follower.shadow or mirror.shadow:
                 return []
-            self.store.update_mirror(mirror, reason=action.reason)
+            self.store.update_mirror(mirror, reason=action.reason, reason_code=action.code.value)
             intent = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
             return [(follower, intent.id)]
         if action.kind is ActionKind.MODIFY:
@@ -302,14 +304,15 @@ class Replicator:
 
     def _record_skip(self, follower: FollowerPlan, leader: OrderReport,
                      mirror: MirrorOrder | None, reason: str,
-                     positions: NetPositions | None = None) -> list[tuple[FollowerPlan, int]]:
+                     positions: NetPositions | None = None, *,
+                     code: ReasonCode = ReasonCode.NONE) -> list[tuple[FollowerPlan, int]]:
         if mirror is None:
             mirror = self._new_mirror(follower, leader, None, positions, 1,
-                                      state=MirrorState.SKIPPED, reason=reason)
+                                      state=MirrorState.SKIPPED, reason=reason, code=code)
             self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SKIPPED,
                                     Trigger.SKIP, reason)
         else:
-            self.store.update_mirror(mirror, reason=reason)
+            self.store.update_mirror(mirror, reason=reason, reason_code=code.value)
             self.store.apply_trigger(mirror, Trigger.SKIP, reason)
         self.store.audit("skipped", reason, leader_order_id=leader.order_id,
                          follower=follower.name)
@@ -438,13 +441,15 @@ class Replicator:
 
     def _new_mirror(self, follower: FollowerPlan, leader: OrderReport, action: Action | None,
                     positions: NetPositions | None, attempt: int, carried: int = 0,
-                    state: MirrorState = MirrorState.PLANNED, reason: str = "") -> MirrorOrder:
+                    state: MirrorState = MirrorState.PLANNED, reason: str = "",
+                    code: ReasonCode = ReasonCode.NONE) -> MirrorOrder:
         return self.store.create_mirror(
             leader_order=leader.order_id, follower=follower.name, leg=leader.leg,
             attempt=attempt,
             correlation_id=correlation_id(self.trading_date(), leader.order_id, follower.name,
                                           leader.leg, attempt),
-            state=state.value, reason=reason, security_id=leader.security_id,
+            state=state.value, reason=reason, reason_code=code.value,
+            security_id=leader.security_id,
             product_type=leader.product_type, transaction_type=leader.transaction_type,
             quantity=action.quantity if action else 0, carried_quantity=carried,
             price=action.price if action else 0.0,
@@ -486,6 +491,6 @@ def _view(mirror: MirrorOrder) -> MirrorView:
         filled_quantity=mirror.filled_quantity + mirror.carried_quantity,
         price=mirror.price, trigger_price=mirror.trigger_price, order_type=mirror.order_type,
         modifications=mirror.modifications, sliced=mirror.sliced,
-        reopenable=is_reopenable(MirrorState(mirror.state), mirror.reason,
+        reopenable=is_reopenable(MirrorState(mirror.state), mirror.reason_code,
                                  shadow=mirror.shadow))
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from peewee import SqliteDatabase
+from peewee import CharField, SqliteDatabase
+from playhouse.migrate import SqliteMigrator
+from playhouse.migrate import migrate as migrate_columns
 
 from copytrade.errors import StoreError
 from copytrade.store.models import ALL_MODELS
@@ -18,7 +20,23 @@ def _v1_initial(db: SqliteDatabase) -> None:
     db.create_tables(ALL_MODELS)
 
 
-MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (_v1_initial,)
+def _v2_reason_codes(db: SqliteDatabase) -> None:
+    """mirrororder.reason_code, filled in for existing rows from the wording that
+    behaviour used to be keyed on."""
+    if "reason_code" not in {c.name for c in db.get_columns("mirrororder")}:
+        migrate_columns(SqliteMigrator(db).add_column(
+            "mirrororder", "reason_code", CharField(default="")))
+    for code, state, pattern in (
+            ("below_one_lot", "SKIPPED", "%below one lot%"),
+            ("reduced_to_filled", "CANCELED",
+             "leader reduced the order to what the follower already filled"),
+            ("resized_away", "CANCELED", "leader modified: %"),
+            ("cancelled_outside", "CANCELED", "cancelled outside copytrade%")):
+        db.execute_sql("UPDATE mirrororder SET reason_code = ? WHERE state = ? AND "
+                       "reason LIKE ? AND reason_code = ''", (code, state, pattern))
+
+
+MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (_v1_initial, _v2_reason_codes)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -89,6 +89,7 @@ class MirrorOrder(BaseModel):
     follower_position_before = IntegerField(default=0)
     modifications = IntegerField(default=0)
     reason = TextField(default="")
+    reason_code = CharField(default="")  # core.reasons.ReasonCode: what follow acts on
     shadow = BooleanField(default=False)
     created_at = DateTimeField()
     updated_at = DateTimeField()

@@ -19,6 +19,7 @@ from copytrade.core.decide import (
 )
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import OPEN_STATES, TERMINAL_STATES, MirrorState
+from copytrade.core.reasons import ReasonCode
 from copytrade.core.sizing import SizedOrder, Skip
 
 LOT = 65
@@ -228,14 +229,16 @@ def test_a_resize_to_what_is_already_filled_cancels_the_rest() -> None:
     for new_total in (65, 130):
         actions = run(leader(quantity=65), view, size=sized(new_total))
         assert actions == [Action(K.CANCEL, reason="leader reduced the order to what the "
-                                                   "follower already filled")]
+                                                   "follower already filled",
+                                  code=ReasonCode.REDUCED_TO_FILLED)]
 
 
 def test_a_resize_below_one_lot_cancels_the_mirror() -> None:
     actions = run(leader(quantity=65), mirror(),
                   size=lambda: Skip("0.5 lots after multiplier 0.5: below one lot"))
     assert actions == [Action(K.CANCEL, reason="leader modified: 0.5 lots after "
-                                               "multiplier 0.5: below one lot")]
+                                               "multiplier 0.5: below one lot",
+                              code=ReasonCode.RESIZED_AWAY)]
 
 
 def test_decide_is_a_pure_function_of_its_inputs() -> None:

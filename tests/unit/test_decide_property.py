@@ -290,6 +290,7 @@ class Mirror:
     sliced: bool = False
     order_id: str | None = None
     reason: str = ""
+    code: str = ""  # the reason's code, as the store keeps it beside the text
 
     def step(self, trigger: Trigger) -> None:
         self.state = transition(self.state, trigger).state
@@ -297,7 +298,7 @@ class Mirror:
     def view(self) -> MirrorView:  # replicator._view
         return MirrorView(self.state, self.quantity + self.carried, self.filled + self.carried,
                           self.price, self.trigger_price, self.order_type, self.modifications,
-                          self.sliced, reopenable=is_reopenable(self.state, self.reason))
+                          self.sliced, reopenable=is_reopenable(self.state, self.code))
 
 
 @dataclass
@@ -366,7 +367,7 @@ class Engine:
         mirror = self.mirror
         if action.kind is ActionKind.SKIP:
             assert mirror is None, "decide skipped a leader order that has a mirror"
-            skipped = Mirror(1, MirrorState.PLANNED, reason=action.reason)
+            skipped = Mirror(1, MirrorState.PLANNED, reason=action.reason, code=action.code)
             skipped.step(Trigger.SKIP)
             self.mirrors.append(skipped)
         elif action.kind is ActionKind.PLACE and mirror is None:
@@ -379,7 +380,7 @@ class Engine:
         else:
             assert mirror is not None and mirror.order_id is not None
             if action.kind is ActionKind.CANCEL:
-                mirror.reason = action.reason
+                mirror.reason, mirror.code = action.reason, action.code
                 self.cancel(mirror)
             elif action.kind is ActionKind.MODIFY:  # replicator._record_modify
                 own = action.quantity - mirror.carried
