@@ -25,10 +25,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import OPEN_STATES, InvalidTransition, MirrorState, Trigger
 from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
+from copytrade.engine.worker import intent_status
 from copytrade.errors import StoreError
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
@@ -294,7 +296,7 @@ class _Canceller:
             mirror = self.store.mirror_by_id(target.mirror_id)
             work.previous_reason = mirror.reason
             self.store.update_mirror(mirror, reason=CANCEL_REASON)
-            work.intent_id = self.store.add_intent(mirror, "CANCEL", INTENT_REQUEST).id
+            work.intent_id = self.store.add_intent(mirror, IntentAction.CANCEL, INTENT_REQUEST).id
         for order_id in open_ids:
             leg = self._cancel_leg(target.follower, account, order_id)
             work.legs.append(leg)
@@ -375,9 +377,9 @@ class _Canceller:
         unsettled = [leg for leg in work.legs
                      if not leg.sent and (leg.report is None or leg.report.status in OPEN_STATUSES)]
         if not unsettled:
-            status = "DONE" if len(sent) == len(work.legs) else "CHECKED"
+            status = IntentStatus.DONE if len(sent) == len(work.legs) else IntentStatus.CHECKED
         else:
-            status = unsettled[0].outcome.kind.value.upper()
+            status = intent_status(unsettled[0].outcome)
         with _write(self.store):
             for leg in work.legs:
                 if leg.report is not None:

@@ -25,6 +25,7 @@ from copytrade.core.decide import (
 )
 from copytrade.core.events import OrderReport
 from copytrade.core.ids import attempt_of, correlation_id
+from copytrade.core.intents import IntentAction
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.core.reasons import ReasonCode
@@ -296,7 +297,7 @@ class Replicator:
             if follower.shadow or mirror.shadow:
                 return []
             self.store.update_mirror(mirror, reason=action.reason, reason_code=action.code.value)
-            intent = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
+            intent = self.store.add_intent(mirror, IntentAction.CANCEL, {"reason": action.reason})
             return [(follower, intent.id)]
         if action.kind is ActionKind.MODIFY:
             return self._record_modify(follower, leader, mirror, action)
@@ -357,7 +358,7 @@ class Replicator:
         confirm = self._exit_to_confirm(follower, leader, action.quantity, positions)
         if confirm:
             request["confirm_exit"] = confirm
-        intent = self.store.add_intent(mirror, "PLACE", request)
+        intent = self.store.add_intent(mirror, IntentAction.PLACE, request)
         return [(follower, intent.id)]
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
@@ -416,7 +417,7 @@ class Replicator:
                                  modifications=mirror.modifications + 1)
         if follower.shadow or mirror.shadow:
             return []
-        intent = self.store.add_intent(mirror, "MODIFY", {"modify": {
+        intent = self.store.add_intent(mirror, IntentAction.MODIFY, {"modify": {
             "order_type": action.order_type, "quantity": own_quantity, "price": action.price,
             "trigger_price": action.trigger_price,
             "disclosed_quantity": action.disclosed_quantity, "validity": leader.validity}})
@@ -426,7 +427,7 @@ class Replicator:
                         mirror: MirrorOrder, action: Action, positions: NetPositions,
                         seen_at: float) -> list[tuple[FollowerPlan, int]]:
         """Cancel the old order, place the rest anew (Dhan allows 25 modifications)."""
-        cancel = self.store.add_intent(mirror, "CANCEL", {"reason": action.reason})
+        cancel = self.store.add_intent(mirror, IntentAction.CANCEL, {"reason": action.reason})
         carried = mirror.carried_quantity + mirror.filled_quantity
         remainder = Action(ActionKind.PLACE, quantity=action.quantity - carried,
                            price=action.price, trigger_price=action.trigger_price,

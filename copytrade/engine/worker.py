@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from copytrade.core.events import OrderReport
+from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind, PlaceRequest
 from copytrade.engine import faultpoints
@@ -119,15 +120,16 @@ class FollowerWorker:
 
     def _execute(self, intent_id: int, *, resume: bool = False) -> None:
         intent = self.store.intent_by_id(intent_id)
-        if intent.status != "SENDING":
+        if intent.status != IntentStatus.SENDING:
             return
         request = json.loads(intent.request)
-        if resume and intent.action == "PLACE":
+        if resume and intent.action == IntentAction.PLACE:
             self._resume_place(intent, request)
             return
         # Modify and cancel set a desired state: sending them again is safe.
-        action = {"PLACE": self._place, "MODIFY": self._modify, "CANCEL": self._cancel}
-        action[intent.action](intent, request)
+        action = {IntentAction.PLACE: self._place, IntentAction.MODIFY: self._modify,
+                  IntentAction.CANCEL: self._cancel}
+        action[IntentAction(intent.action)](intent, request)
 
     def _resume_place(self, intent: Intent, request: dict) -> None:
         """A place the last run committed but never recorded an answer for: the order may
@@ -135,7 +137,7 @@ class FollowerWorker:
         mirror = self.store.mirror_by_id(intent.mirror_id)
         if legs_of(mirror):  # the follower's stream already showed it
             with self.store.write():
-                self.store.finish_intent(intent, "DONE", "adopted on restart")
+                self.store.finish_intent(intent, IntentStatus.DONE, "adopted on restart")
             return
         books = self._resume_books()
         if books is None:  # the broker never answered: do not guess
@@ -147,7 +149,7 @@ class FollowerWorker:
         found = [r for book in books for r in book if r.correlation_id == mirror.correlation_id]
         if found:
             with self.store.write():
-                self.store.finish_intent(intent, "DONE", "adopted on restart")
+                self.store.finish_intent(intent, IntentStatus.DONE, "adopted on restart")
                 self.updater.adopt_order_ids(mirror.id, sorted({r.order_id for r in found}))
                 for report in found:
                     self.updater.apply_report(mirror.id, report)
@@ -199,7 +201,7 @@ class FollowerWorker:
                   "(web.dhan.co > My Profile > Access DhanHQ APIs) and restart")
         self.halted_reason = reason
         with self.store.write():
-            self.store.finish_intent(intent, "AUTH", outcome.describe())
+            self.store.finish_intent(intent, IntentStatus.AUTH, outcome.describe())
             self.store.audit("account_stopped", reason, follower=self.name)
         self.on_halt(self.name, reason)
 
@@ -225,10 +227,10 @@ class FollowerWorker:
             self.store.update_mirror(mirror, submitted_at=self.store.now(),
                                      lag_ms=_lag_ms(request, self.last_sent_at))
             if outcome.ok:
-                self.store.finish_intent(intent, "DONE", ",".join(outcome.data))
+                self.store.finish_intent(intent, IntentStatus.DONE, ",".join(outcome.data))
                 self.updater.adopt_order_ids(mirror.id, outcome.data)
             else:
-                self.store.finish_intent(intent, "REFUSED", outcome.describe())
+                self.store.finish_intent(intent, IntentStatus.REFUSED, outcome.describe())
                 self.store.update_mirror(mirror, reason=outcome.describe())
                 self.store.apply_trigger(mirror, Trigger.REJECTED, outcome.describe())
                 self.store.audit("mirror_rejected", outcome.describe(), follower=self.name,
@@ -270,7 +272,7 @@ class FollowerWorker:
     def _not_sent(self, intent: Intent, mirror: MirrorOrder, reason: str) -> None:
         with self.store.write():
             mirror = self.store.mirror_by_id(mirror.id)
-            self.store.finish_intent(intent, "REFUSED", reason)
+            self.store.finish_intent(intent, IntentStatus.REFUSED, reason)
             self.store.update_mirror(mirror, reason=reason)
             self.store.apply_trigger(mirror, Trigger.REJECTED, reason)
             self.store.audit("mirror_not_sent", reason, follower=self.name,
@@ -289,7 +291,8 @@ class FollowerWorker:
             if found.ok:
                 reports: list[OrderReport] = found.data
                 with self.store.write():
-                    self.store.finish_intent(intent, "DONE", "adopted after " + first.describe())
+                    self.store.finish_intent(intent, IntentStatus.DONE,
+                                             "adopted after " + first.describe())
                     self.updater.adopt_order_ids(mirror.id, [r.order_id for r in reports])
                     for report in reports:
                         self.updater.apply_report(mirror.id, report)
@@ -300,7 +303,7 @@ class FollowerWorker:
         reason = f"not found after an unknown outcome ({first.describe()})"
         with self.store.write():
             mirror = self.store.mirror_by_id(intent.mirror_id)
-            self.store.finish_intent(intent, "UNKNOWN", reason)
+            self.store.finish_intent(intent, IntentStatus.UNKNOWN, reason)
             self.store.update_mirror(mirror, reason=reason)
             self.store.apply_trigger(mirror, Trigger.NOT_FOUND, reason)
             if mirror.attempt >= MAX_PLACE_ATTEMPTS:
@@ -310,7 +313,7 @@ class FollowerWorker:
                 return
             retry = self.updater.new_attempt(mirror, self.correlation_id_for(
                 mirror, mirror.attempt + 1))
-            next_intent = self.store.add_intent(retry, "PLACE", request)
+            next_intent = self.store.add_intent(retry, IntentAction.PLACE, request)
         self._execute(next_intent.id)
 
     def _modify(self, intent: Intent, request: dict) -> None:
@@ -318,7 +321,7 @@ class FollowerWorker:
         if not mirror.follower_order_id or MirrorState(mirror.state) not in (
                 MirrorState.ACCEPTED, MirrorState.PARTIALLY_FILLED, MirrorState.SUBMITTED):
             with self.store.write():
-                self.store.finish_intent(intent, "SKIPPED", f"mirror is {mirror.state}")
+                self.store.finish_intent(intent, IntentStatus.SKIPPED, f"mirror is {mirror.state}")
             return
         order_id = request.get("order_id") or mirror.follower_order_id
         # A modify sets totals, so sending it again after an unknown outcome is safe.
@@ -335,7 +338,7 @@ class FollowerWorker:
             self._halt(intent, outcome)
             return
         with self.store.write():
-            status = "DONE" if outcome.ok else outcome.kind.value.upper()
+            status = intent_status(outcome)
             self.store.finish_intent(intent, status, outcome.describe())
             if not outcome.ok:
                 self.store.audit("modify_failed", outcome.describe(), follower=self.name,
@@ -348,7 +351,8 @@ class FollowerWorker:
             if status in ("TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED")]
         if not legs_of(mirror):
             with self.store.write():
-                self.store.finish_intent(intent, "SKIPPED", "no follower order to cancel")
+                self.store.finish_intent(intent, IntentStatus.SKIPPED,
+                                         "no follower order to cancel")
                 if MirrorState(mirror.state) is MirrorState.SUBMITTED:
                     self.store.apply_trigger(mirror, Trigger.CANCELED, "never placed")
             return
@@ -365,7 +369,7 @@ class FollowerWorker:
                 self._refresh_leg(mirror, order_id)
         with self.store.write():
             failures = [r.describe() for r in results if not r.ok]
-            self.store.finish_intent(intent, "DONE" if not failures else "CHECKED",
+            self.store.finish_intent(intent, IntentStatus.DONE if not failures else "CHECKED",
                                      "; ".join(failures))
             mirror = self.store.mirror_by_id(mirror.id)
             if any(r.ok for r in results) and not request.get("order_ids"):
@@ -392,6 +396,18 @@ class FollowerWorker:
         if found.ok:
             with self.store.write():
                 self.updater.apply_report(mirror.id, found.data)
+
+
+def intent_status(outcome: Outcome) -> IntentStatus:
+    """How a call's outcome finishes its intent."""
+    return _STATUS_FOR_OUTCOME[outcome.kind]
+
+
+_STATUS_FOR_OUTCOME = {
+    OutcomeKind.SUCCESS: IntentStatus.DONE, OutcomeKind.REFUSED: IntentStatus.REFUSED,
+    OutcomeKind.THROTTLED: IntentStatus.THROTTLED, OutcomeKind.UNKNOWN: IntentStatus.UNKNOWN,
+    OutcomeKind.AUTH: IntentStatus.AUTH, OutcomeKind.NOT_FOUND: IntentStatus.NOT_FOUND,
+}
 
 
 def held_against(rows: object, security_id: str, product_type: str, side: str) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from peewee import SqliteDatabase
 
 from copytrade.core.events import OrderReport
+from copytrade.core.intents import IntentAction, IntentStatus, check_move
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
 from copytrade.redact import redact, redact_value
 from copytrade.store.models import ALL_MODELS, Intent, MirrorOrder
@@ -174,8 +175,10 @@ class Store:
 
     # ---- intents and audit -------------------------------------------------------------
 
-    def add_intent(self, mirror: MirrorOrder, action: str, request: dict) -> Intent:
-        row = {"mirror_id": mirror.id, "action": action, "status": "SENDING",
+    def add_intent(self, mirror: MirrorOrder, action: IntentAction | str,
+                   request: dict) -> Intent:
+        row = {"mirror_id": mirror.id, "action": IntentAction(action).value,
+               "status": IntentStatus.SENDING.value,
                "request": json.dumps(request, sort_keys=True), "outcome": "",
                "created_at": self.now()}
         return Intent(id=self._insert("intent", row), **row)
@@ -186,9 +189,17 @@ class Store:
             "SELECT i.id, m.follower FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
             "WHERE i.status = 'SENDING' ORDER BY i.id").fetchall()]
 
-    def finish_intent(self, intent: Intent, status: str, outcome: str) -> None:
-        Intent.update(status=status, outcome=redact(outcome)[:500], completed_at=self.now()).where(
-            Intent.id == intent.id).execute()
+    def finish_intent(self, intent: Intent, status: IntentStatus | str, outcome: str) -> None:
+        """SENDING -> one outcome, once (core/intents.py); a second finish is a bug and
+        raises, and the first outcome stays."""
+        after = IntentStatus(status)  # a word outside the vocabulary raises here
+        row = self.db.execute_sql("SELECT status FROM intent WHERE id = ?",
+                                  (intent.id,)).fetchone()
+        check_move(IntentStatus(row[0]), after)
+        self.db.execute_sql("UPDATE intent SET status = ?, outcome = ?, completed_at = ? "
+                            "WHERE id = ?", (after.value, redact(outcome)[:500], self.now(),
+                                             intent.id))
+        intent.status = after.value
 
     def audit(self, kind: str, message: str, *, leader_order_id: str | None = None,
               follower: str | None = None, data: dict | None = None) -> None:
