@@ -21,6 +21,7 @@ from copytrade.cli.cancel_mirror import cancel_mirror
 from copytrade.cli.config_cmd import config_app
 from copytrade.cli.demo import demo
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
+from copytrade.cli.fast_help import FastHelpGroup
 from copytrade.cli.follow import follow
 from copytrade.cli.replay_missed import replay_missed
 from copytrade.cli.sim import sim
@@ -32,6 +33,7 @@ DEBUG_ENV_VAR = "COPYTRADE_DEBUG"
 app = typer.Typer(
     name=PROG_NAME,
     help="Mirror every order of a DhanHQ leader account onto follower accounts.",
+    cls=FastHelpGroup,  # `copytrade CMD --help` without pydantic
     no_args_is_help=True,
     add_completion=False,
     # Plain Click help: --help skips importing Rich (~70 ms) and reads like Click's errors.

@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from copytrade.cli.fast_help import FastHelpGroup
 from copytrade.errors import ConfigError
 
 config_app = typer.Typer(
     name="config",
     help="Check and show the configuration.",
+    cls=FastHelpGroup,  # `copytrade config validate --help` without pydantic
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,

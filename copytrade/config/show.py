@@ -1,0 +1,79 @@
+"""redacted(): the effective configuration as plain data, safe to print (`config show`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from copytrade.config.model import (
+    FOLLOWER_OPTIONS,
+    AccountConfig,
+    Config,
+    FollowerConfig,
+    TokenSource,
+)
+from copytrade.config.urls import safe_url
+
+TokensPresent = Mapping[str, bool | TokenSource | None]
+
+
+def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
+    """The effective config (defaults filled in) as plain data, with no token in it.
+
+    `tokens_present` maps client_id to where its token comes from, as
+    token_sources() returns ("env" / "secrets file" / None), or simply True /
+    False. Each account's "token" entry is then "set (env NAME)", "set
+    (secrets file)", "set" or "MISSING". Proxy passwords are masked too.
+    """
+    return {
+        "source": str(config.source) if config.source else None,
+        "leader": _account_data(config.leader, tokens_present),
+        "followers": [_follower_data(f, tokens_present) for f in config.followers],
+        "settings": {
+            "instruments_url": config.settings.instruments_url,
+            "reconcile_interval_seconds": config.settings.reconcile_interval_seconds,
+            "http_timeout_seconds": config.settings.http_timeout_seconds,
+            "order_rate_scale": config.settings.order_rate_scale,
+            "freeze_limits": dict(config.settings.freeze_limits),
+        },
+    }
+
+
+def _account_data(account: AccountConfig, tokens_present: TokensPresent) -> dict[str, Any]:
+    return {
+        "client_id": account.client_id,
+        "access_token_env": account.access_token_env,
+        "token": _token_status(account, tokens_present.get(account.client_id)),
+        "api_url": safe_url(account.api_url),
+        "order_ws_url": safe_url(account.order_ws_url),
+        "proxy": safe_url(account.egress.proxy) if account.egress.proxy else None,
+        "source_address": account.egress.source_address,
+    }
+
+
+def _token_status(account: AccountConfig, source: bool | TokenSource | None) -> str:
+    if source == "env":
+        return f"set (env {account.access_token_env})"
+    if source == "secrets file":
+        return "set (secrets file)"
+    return "set" if source is True else "MISSING"
+
+
+def _follower_data(follower: FollowerConfig, tokens_present: TokensPresent) -> dict[str, Any]:
+    # Each sizing mode as it is written: multiplier = 1.5, fixed_lots = 2, capital_ratio = true.
+    sizing_value: float | int | bool = follower.sizing.value
+    if follower.sizing.mode == "fixed_lots":
+        sizing_value = int(follower.sizing.value)
+    elif follower.sizing.mode == "capital_ratio":
+        sizing_value = True
+    return {
+        "name": follower.name,
+        **_account_data(follower.account, tokens_present),
+        follower.sizing.mode: sizing_value,
+        **{key: _plain(getattr(follower, key)) for key, _option in FOLLOWER_OPTIONS},
+    }
+
+
+def _plain(value: object) -> object:
+    """Sets (the allow and deny lists) as sorted lists: what TOML and JSON can write."""
+    return sorted(value) if isinstance(value, frozenset) else value
