@@ -111,14 +111,11 @@ def _confirm(console: Console, plan: CancelPlan) -> None:
 def _accounts(config: Config, tokens: dict[str, Secret],
               names: set[str]) -> dict[str, DhanAccount]:
     """An account per enabled follower among `names` (a disabled one has none)."""
-    from copytrade.dhan.rest import DhanAccount
+    from copytrade.engine.broker import account_for
 
     timeout = config.settings.http_timeout_seconds
-    return {f.name: DhanAccount(
-        f.account.client_id, tokens[f.account.client_id].reveal(), api_url=f.account.api_url,
-        timeout=timeout, proxy=f.account.egress.proxy,
-        source_address=f.account.egress.source_address)
-        for f in config.enabled_followers if f.name in names}
+    return {f.name: account_for(f.account, tokens[f.account.client_id], timeout=timeout)
+            for f in config.enabled_followers if f.name in names}
 
 
 def _limiters(paths: HomePaths,

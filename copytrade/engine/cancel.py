@@ -36,7 +36,7 @@ from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
 
 if TYPE_CHECKING:
-    from copytrade.dhan.rest import DhanAccount
+    from copytrade.engine.broker import Broker
 
 CANCEL_REASON = "cancelled by cancel-mirror"
 INTENT_REQUEST = {"reason": "cancel-mirror"}
@@ -224,7 +224,7 @@ class _Work:
     results: list[CancelResult] = field(default_factory=list)  # settled without a call
 
 
-def cancel_mirrors(store: Store, accounts: Mapping[str, DhanAccount],
+def cancel_mirrors(store: Store, accounts: Mapping[str, Broker],
                    selection: Selection | CancelPlan, *,
                    acquire: Mapping[str, Callable[[], bool]] | None = None,
                    sleep: Callable[[float], None] = time.sleep,
@@ -242,7 +242,7 @@ def cancel_mirrors(store: Store, accounts: Mapping[str, DhanAccount],
 
 
 class _Canceller:
-    def __init__(self, store: Store, accounts: Mapping[str, DhanAccount],
+    def __init__(self, store: Store, accounts: Mapping[str, Broker],
                  acquire: Mapping[str, Callable[[], bool]],
                  sleep: Callable[[float], None]) -> None:
         self.store = store
@@ -306,7 +306,7 @@ class _Canceller:
         self._record_calls(work, mirror.id)
         return work
 
-    def _find_unplaced(self, target: Target, account: DhanAccount,
+    def _find_unplaced(self, target: Target, account: Broker,
                        settle_seconds: float) -> CancelResult | None:
         """A mirror with no follower order yet: its place may be in flight in follow.
         Wait (bounded) for its order id, then look it up by correlation id; None once
@@ -336,7 +336,7 @@ class _Canceller:
                 self.updater.apply_report(mirror.id, report)
         return None
 
-    def _cancel_leg(self, follower: str, account: DhanAccount, order_id: str) -> LegOutcome:
+    def _cancel_leg(self, follower: str, account: Broker, order_id: str) -> LegOutcome:
         """Cancel one follower order, converging: a refusal or an unknown outcome is
         answered by reading the order; throttled and unknown calls are sent again
         (a cancel is idempotent), a definitive refusal of an open order is not."""

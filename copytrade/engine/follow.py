@@ -26,9 +26,10 @@ from copytrade.core.ids import correlation_id, is_ours
 from copytrade.core.reconcile import diff_leader
 from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
-from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind
+from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints
+from copytrade.engine.broker import Broker, account_for
 from copytrade.engine.limits import AccountLimiter, scaled_rates
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.pipeline import ReportPipeline
@@ -94,7 +95,8 @@ class FollowEngine:
     def __init__(self, config: Config, tokens: dict[str, Secret], store: Store, *,
                  limits_path: Path, on_change: Callable[[], None] = lambda: None,
                  trading_date: Callable[[], date] = trading_date_now,
-                 stream_options: dict | None = None) -> None:
+                 stream_options: dict | None = None, leader: Broker | None = None,
+                 accounts: dict[str, Broker] | None = None) -> None:
         self.config = config
         self.store = store
         self.status = FollowStatus()
@@ -109,14 +111,12 @@ class FollowEngine:
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
         timeout = config.settings.http_timeout_seconds
-        self.leader = DhanAccount(config.leader.client_id,
-                                  tokens[config.leader.client_id].reveal(),
-                                  api_url=config.leader.api_url, timeout=timeout)
         self.followers = [f for f in config.followers if f.enabled]
-        self.accounts = {f.name: DhanAccount(
-            f.account.client_id, tokens[f.account.client_id].reveal(), api_url=f.account.api_url,
-            timeout=timeout, proxy=f.account.egress.proxy,
-            source_address=f.account.egress.source_address) for f in self.followers}
+        # Brokers may be handed in (a test's fake); otherwise each is built from its config.
+        self.leader: Broker = leader or account_for(
+            config.leader, tokens[config.leader.client_id], timeout=timeout)
+        self.accounts: dict[str, Broker] = accounts or {f.name: account_for(
+            f.account, tokens[f.account.client_id], timeout=timeout) for f in self.followers}
         self.positions = {f.name: PositionBook() for f in self.followers}
         self.leader_positions = PositionBook()
         self.instruments = InstrumentCache(store)

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from copytrade.core.events import OrderReport
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import MirrorState, Trigger
-from copytrade.dhan.rest import DhanAccount, Outcome, OutcomeKind, PlaceRequest
+from copytrade.dhan.rest import Outcome, OutcomeKind, PlaceRequest
 from copytrade.engine import faultpoints
+from copytrade.engine.broker import Broker
 from copytrade.engine.limits import AccountLimiter
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.store.models import Intent, MirrorOrder
@@ -54,7 +55,7 @@ class Backoff:
 
 
 class FollowerWorker:
-    def __init__(self, name: str, account: DhanAccount, store: Store, updater: MirrorUpdater,
+    def __init__(self, name: str, account: Broker, store: Store, updater: MirrorUpdater,
                  limiter: AccountLimiter, *, on_halt: Callable[[str, str], None],
                  correlation_id_for: Callable[[MirrorOrder, int], str],
                  backoff: Backoff | None = None, lookup_backoff: Backoff | None = None,
