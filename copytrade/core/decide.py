@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import ENDED_WITHOUT_FILL, OrderReport, OrderStatus
 from copytrade.core.orders import TERMINAL_STATES, MirrorState
 from copytrade.core.reasons import REOPENABLE_CANCELS, REOPENABLE_SKIPS, ReasonCode
 from copytrade.core.sizing import SizedOrder, Skip
@@ -21,7 +21,6 @@ from copytrade.core.sizing import SizedOrder, Skip
 MAX_MODIFICATIONS = 25
 UNPRICED_TYPES = frozenset({"MARKET", "STOP_LOSS_MARKET"})
 UNTRIGGERED_TYPES = frozenset({"LIMIT", "MARKET"})
-ENDED_WITHOUT_FILL = frozenset({"CANCELLED", "EXPIRED", "REJECTED"})
 REDUCED_TO_FILLED = "leader reduced the order to what the follower already filled"
 RESIZED_AWAY = "leader modified: "  # prefix of a cancel because the new size is nothing
 
@@ -85,7 +84,7 @@ SizeFn = Callable[[], SizedOrder | Skip]
 
 def needs_quote(leader: OrderReport) -> bool:
     """Whether stale_reason may ask for a quote: a market order first seen filled."""
-    return leader.status == "TRADED" and leader.order_type in UNPRICED_TYPES
+    return leader.status == OrderStatus.TRADED and leader.order_type in UNPRICED_TYPES
 
 
 def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
@@ -133,14 +132,15 @@ def decide(leader: OrderReport, mirror: MirrorView | None, *, mirror_on_transit:
 
 
 def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) -> list[Action]:
-    if leader.status == "REJECTED":
+    if leader.status == OrderStatus.REJECTED:
         why = f": {leader.reason}" if leader.reason else ""
         return [Action(ActionKind.SKIP, reason=f"leader order rejected{why}")]
     if leader.status in ENDED_WITHOUT_FILL:
         traded = f" after trading {leader.traded_quantity}" if leader.traded_quantity else ""
         return [Action(ActionKind.SKIP, reason=f"leader order {leader.status.lower()}{traded} "
                                                 "before it could be mirrored")]
-    if not leader.exchange_accepted and not (mirror_on_transit and leader.status == "TRANSIT"):
+    if not leader.exchange_accepted and not (mirror_on_transit
+                                             and leader.status == OrderStatus.TRANSIT):
         return []  # wait: an order in transit can still be rejected by the leader's broker
     sized = size()
     if isinstance(sized, Skip):

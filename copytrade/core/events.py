@@ -15,11 +15,28 @@ class ReportSource(StrEnum):
     REST = "rest"  # the order book, a lookup, or a reconciliation read
 
 
-# Dhan's order statuses (REST vocabulary; the stream's title-case words are upper-cased).
-OPEN_STATUSES = frozenset({"TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED"})
-TERMINAL_STATUSES = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+class OrderStatus(StrEnum):
+    """Dhan's order statuses (REST vocabulary; the stream's title-case words are
+    upper-cased). A report may carry a word outside it: unknown words are kept as text
+    and treated as open."""
+
+    TRANSIT = "TRANSIT"
+    PENDING = "PENDING"
+    TRIGGERED = "TRIGGERED"  # super orders
+    PART_TRADED = "PART_TRADED"
+    TRADED = "TRADED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CLOSED = "CLOSED"  # super orders
+
+
+S = OrderStatus
+OPEN_STATUSES = frozenset({S.TRANSIT, S.PENDING, S.PART_TRADED, S.TRIGGERED})
+TERMINAL_STATUSES = frozenset({S.TRADED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.CLOSED})
+ENDED_WITHOUT_FILL = frozenset({S.CANCELLED, S.EXPIRED, S.REJECTED})
 # The first states in which the exchange has accepted the order: mirroring starts here.
-EXCHANGE_ACCEPTED_STATUSES = frozenset({"PENDING", "PART_TRADED", "TRADED", "TRIGGERED"})
+EXCHANGE_ACCEPTED_STATUSES = frozenset({S.PENDING, S.PART_TRADED, S.TRADED, S.TRIGGERED})
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from copytrade.core.events import OrderReport, ReportSource
+from copytrade.core.events import TERMINAL_STATUSES, OrderReport, OrderStatus, ReportSource
 
-_STATUS_RANK = {"TRANSIT": 0, "PENDING": 1, "TRIGGERED": 2, "PART_TRADED": 3}
+_STATUS_RANK = {OrderStatus.TRANSIT: 0, OrderStatus.PENDING: 1, OrderStatus.TRIGGERED: 2,
+                OrderStatus.PART_TRADED: 3}
 TERMINAL_RANK = 4
 
 
 def status_rank(status: str) -> int:
     """How far an order has come; every terminal status ranks last."""
-    return _STATUS_RANK.get(status, TERMINAL_RANK if status in _TERMINAL else 1)
-
-
-_TERMINAL = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+    return _STATUS_RANK.get(status, TERMINAL_RANK if status in TERMINAL_STATUSES else 1)
 
 
 def report_version(report: OrderReport) -> tuple:
@@ -93,8 +91,8 @@ def _forward_status(current: OrderReport, incoming: OrderReport) -> str:
         return incoming.status
     if incoming_rank == current_rank == TERMINAL_RANK:
         if incoming.traded_quantity >= incoming.quantity > 0:
-            return "TRADED"
+            return OrderStatus.TRADED
         if current.traded_quantity >= current.quantity > 0:
-            return "TRADED"
+            return OrderStatus.TRADED
         return max(current, incoming, key=report_version).status
     return current.status

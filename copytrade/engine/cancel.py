@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.events import OPEN_STATUSES, OrderReport, OrderStatus
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import OPEN_STATES, InvalidTransition, MirrorState, Trigger
 from copytrade.dhan.rest import Outcome, OutcomeKind
@@ -183,7 +183,7 @@ def _ended_results(mirror: MirrorOrder) -> list[CancelResult]:
 
 def _kind_for_status(status: str, traded: int, quantity: int) -> ResultKind | None:
     """A terminal broker status as a result; None while the order is open."""
-    if status == "CANCELLED":
+    if status == OrderStatus.CANCELLED:
         return ResultKind.ALREADY_CANCELLED
     if status == "TRADED" or (status == "CLOSED" and quantity and traded >= quantity):
         return ResultKind.ALREADY_FILLED
@@ -364,7 +364,7 @@ class _Canceller:
                 return LegOutcome(order_id, False, found, None, tuple(earlier))
             report = found.data if found.ok else None
             if report is not None:
-                if outcome.kind is OutcomeKind.UNKNOWN and report.status == "CANCELLED":
+                if outcome.kind is OutcomeKind.UNKNOWN and report.status == OrderStatus.CANCELLED:
                     # the call got through, only its reply was lost
                     return LegOutcome(order_id, True, outcome, report, tuple(earlier))
                 if report.status not in OPEN_STATUSES or outcome.kind is OutcomeKind.REFUSED:

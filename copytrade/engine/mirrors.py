@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
 from copytrade.core.reasons import ReasonCode
@@ -33,7 +33,7 @@ class MirrorUpdater:
         mirror = self.store.mirror_by_id(mirror_id)  # fresh: the stream may have written
         legs = legs_of(mirror)
         for order_id in order_ids:
-            legs.setdefault(order_id, ["TRANSIT", 0, 0])
+            legs.setdefault(order_id, [OrderStatus.TRANSIT.value, 0, 0])
         first = mirror.follower_order_id or (order_ids[0] if order_ids else None)
         self.store.update_mirror(mirror, legs=json.dumps(legs), follower_order_id=first)
         self._step(mirror, aggregate_trigger(legs, mirror.quantity), "order accepted")
@@ -41,7 +41,7 @@ class MirrorUpdater:
     def apply_report(self, mirror_id: int, report: OrderReport) -> None:
         mirror = self.store.mirror_by_id(mirror_id)  # fresh: a worker may have written
         legs = legs_of(mirror)
-        previous = legs.get(report.order_id, ["TRANSIT", 0, report.quantity])
+        previous = legs.get(report.order_id, [OrderStatus.TRANSIT.value, 0, report.quantity])
         status = (report.status if status_rank(report.status) >= status_rank(previous[0])
                   else previous[0])
         legs[report.order_id] = [status, max(previous[1], report.traded_quantity),
@@ -59,10 +59,11 @@ class MirrorUpdater:
             fields["follower_order_id"] = report.order_id
         # The broker's reason for a rejection or expiry; a cancel keeps the reason we gave
         # it (the decision core reads it: was it ours, and may a larger order re-open it).
-        if report.reason and (status in ("REJECTED", "EXPIRED")
-                              or (status == "CANCELLED" and not mirror.reason)):
+        if report.reason and (status in (OrderStatus.REJECTED, OrderStatus.EXPIRED)
+                              or (status == OrderStatus.CANCELLED and not mirror.reason)):
             fields["reason"] = report.reason
-        if status == "CANCELLED" and previous[0] != "CANCELLED" and self._not_ours(mirror):
+        if (status == OrderStatus.CANCELLED and previous[0] != OrderStatus.CANCELLED
+                and self._not_ours(mirror)):
             fields["reason"] = CANCELLED_OUTSIDE
             fields["reason_code"] = ReasonCode.CANCELLED_OUTSIDE.value
             self.store.audit("divergence", f"CANCELLED_OUTSIDE: follower order "

@@ -23,7 +23,7 @@ from copytrade.core.decide import (
     needs_quote,
     stale_reason,
 )
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.intents import IntentAction
 from copytrade.core.leader import Merged, merge
@@ -153,7 +153,8 @@ class Replicator:
             self.leader_positions.apply_fill(leader.security_id, leader.product_type,
                                              leader.transaction_type,
                                              leader.traded_quantity - previously_traded)
-        if leader.status == "TRADED" and (known is None or known.report.status != "TRADED"):
+        if leader.status == OrderStatus.TRADED and (
+                known is None or known.report.status != OrderStatus.TRADED):
             with self.store.write():
                 self.updater.record_fill_lags(leader.order_id)
         faultpoints.reached("after_intent_commit")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OPEN_STATUSES, OrderReport
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.dhan.rest import Outcome, OutcomeKind, PlaceRequest
@@ -349,7 +349,7 @@ class FollowerWorker:
         mirror = self.store.mirror_by_id(intent.mirror_id)
         open_legs = request.get("order_ids") or [
             order_id for order_id, (status, _, _) in legs_of(mirror).items()
-            if status in ("TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED")]
+            if status in OPEN_STATUSES]
         if not legs_of(mirror):
             with self.store.write():
                 self.store.finish_intent(intent, IntentStatus.SKIPPED,

@@ -16,7 +16,7 @@ from typing import Any
 
 from peewee import SqliteDatabase
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.intents import IntentAction, IntentStatus, check_move
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
 from copytrade.redact import redact, redact_value
@@ -95,7 +95,7 @@ class Store:
         if not self._update("leaderorder", "order_id", report.order_id, fields):
             self._insert("leaderorder", {"order_id": report.order_id, "first_seen_at": now,
                                          **fields})
-        if report.status == "TRADED":
+        if report.status == OrderStatus.TRADED:
             # the first moment it was seen traded: the fill lag is measured from it
             self.db.execute_sql("UPDATE leaderorder SET traded_at = ? WHERE order_id = ? "
                                 "AND traded_at IS NULL", (now, report.order_id))
