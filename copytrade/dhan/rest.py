@@ -24,6 +24,7 @@ from urllib3.util.retry import Retry
 
 from copytrade.core.events import OrderReport
 from copytrade.dhan.frames import MalformedFrame, report_from_rest
+from copytrade.dhan.sender import OrderSender
 from copytrade.redact import redact
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,10 @@ class DhanAccount:
         session.trust_env = False  # a stray HTTPS_PROXY must not reroute a whitelisted account
         self._api = dhanhq(context)
         self._http = http
+        # Order calls take the lean path (dhan/sender.py); through a proxy they stay with
+        # the SDK's requests session, which speaks proxies.
+        self._sender = None if proxy else OrderSender(
+            client_id, token, api_url=api_url, timeout=timeout, source_address=source_address)
         self._quote_pace = Pace(QUOTES_PER_SECOND)
         # Told once per distinct unreadable order-book row: (reason, excerpt of the row).
         self.on_bad_row: Callable[[str, str], None] = _log_bad_row
@@ -166,12 +171,9 @@ class DhanAccount:
     # ---- state-changing calls ------------------------------------------------------------
 
     def place(self, request: PlaceRequest, correlation_id: str, *, slice_order: bool) -> Outcome:
-        outcome = classify(self._api.place_order(
-            request.security_id, request.exchange_segment, request.transaction_type,
-            request.quantity, request.order_type, request.product_type, request.price,
-            trigger_price=request.trigger_price, disclosed_quantity=request.disclosed_quantity,
-            after_market_order=request.after_market_order, validity=request.validity,
-            amo_time=request.amo_time, tag=correlation_id, should_slice=slice_order))
+        endpoint = "/orders/slicing" if slice_order else "/orders"
+        outcome = classify(self._order_call("post", endpoint,
+                                            place_body(request, correlation_id)))
         if outcome.ok:  # one order, or a list of slices: always a list of order ids
             rows = outcome.data if isinstance(outcome.data, list) else [outcome.data]
             order_ids = [str(row.get("orderId")) for row in rows if isinstance(row, dict)]
@@ -181,11 +183,18 @@ class DhanAccount:
     def modify(self, order_id: str, *, order_type: str, quantity: int, price: float,
                trigger_price: float, disclosed_quantity: int, validity: str,
                leg_name: str = "ENTRY_LEG") -> Outcome:
-        return classify(self._api.modify_order(order_id, order_type, leg_name, quantity, price,
-                                               trigger_price, disclosed_quantity, validity))
+        return classify(self._order_call("put", f"/orders/{order_id}", {
+            "orderId": str(order_id), "orderType": order_type, "legName": leg_name,
+            "quantity": quantity, "price": price, "disclosedQuantity": disclosed_quantity,
+            "triggerPrice": trigger_price, "validity": validity}))
 
     def cancel(self, order_id: str) -> Outcome:
-        return classify(self._api.cancel_order(order_id))
+        return classify(self._order_call("delete", f"/orders/{order_id}"))
+
+    def _order_call(self, method: str, endpoint: str, payload: dict | None = None) -> dict:
+        """One order call, as the SDK would send it, on the lean path when there is one."""
+        call = getattr(self._sender or self._http, method)
+        return call(endpoint) if payload is None else call(endpoint, payload)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -271,6 +280,30 @@ class DhanAccount:
             return float(value)
         except (TypeError, ValueError):
             return None
+
+
+def place_body(request: PlaceRequest, correlation_id: str) -> dict[str, Any]:
+    """The SDK's place_order payload (dhanhq 2.3.0 `_order.place_order`), field for field."""
+    body: dict[str, Any] = {
+        "transactionType": request.transaction_type.upper(),
+        "exchangeSegment": request.exchange_segment.upper(),
+        "productType": request.product_type.upper(),
+        "orderType": request.order_type.upper(),
+        "validity": request.validity.upper(),
+        "securityId": request.security_id,
+        "quantity": int(request.quantity),
+        "disclosedQuantity": int(request.disclosed_quantity),
+        "price": float(request.price),
+        "afterMarketOrder": request.after_market_order,
+        "boProfitValue": None,
+        "boStopLossValue": None,
+        "triggerPrice": float(request.trigger_price),
+    }
+    if request.after_market_order:
+        body["amoTime"] = request.amo_time
+    if correlation_id:
+        body["correlationId"] = correlation_id
+    return body
 
 
 def _log_bad_row(reason: str, excerpt: str) -> None:
