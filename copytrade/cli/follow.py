@@ -119,7 +119,8 @@ def _view(engine: FollowEngine):
                 "catch-ups": engine.status.catch_ups}
     stream = engine.status.leader_stream
     return follow_view(recent_orders(LIVE_ROWS), [f.name for f in engine.followers],
-                       stream.state, stream.detail, counters, engine.status.stopped_followers)
+                       stream.state, stream.detail, counters, engine.status.stopped_followers,
+                       dict(engine.status.degraded))
 
 
 def _live(engine: FollowEngine, console: Console, worker: threading.Thread,

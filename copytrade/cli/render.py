@@ -52,7 +52,7 @@ def orders_table(rows: Sequence[OrderRow], followers: Sequence[str]) -> Table:
 
 
 def status_line(stream_state: str, stream_detail: str, counters: dict[str, int],
-                stopped: dict[str, str]) -> Text:
+                stopped: dict[str, str], degraded: dict[str, str] | None = None) -> Text:
     text = Text("leader stream: ", style="bold")
     style = "green" if stream_state == "connected" else "yellow"
     text.append(stream_state, style=style)
@@ -62,12 +62,16 @@ def status_line(stream_state: str, stream_detail: str, counters: dict[str, int],
         text.append(f"   {name}: {value}")
     for follower, reason in stopped.items():
         text.append(f"\nstopped {follower}: {redact(reason)}", style="red")  # broker text
+    for loop, error in (degraded or {}).items():
+        text.append(f"\ndegraded: {loop} keeps failing ({redact(error)}); see the log",
+                    style="red")
     return text
 
 
 def follow_view(rows: Sequence[OrderRow], followers: Sequence[str], stream_state: str,
-                stream_detail: str, counters: dict[str, int], stopped: dict[str, str]) -> Group:
-    return Group(status_line(stream_state, stream_detail, counters, stopped),
+                stream_detail: str, counters: dict[str, int], stopped: dict[str, str],
+                degraded: dict[str, str] | None = None) -> Group:
+    return Group(status_line(stream_state, stream_detail, counters, stopped, degraded),
                  orders_table(rows, followers))
 
 

@@ -338,10 +338,16 @@ class FollowEngine:
             return await asyncio.to_thread(self._stop.wait, seconds)
 
         def changed(health: LoopHealth) -> None:
+            was = name in self.status.degraded
             if health.degraded:
                 self.status.degraded[name] = health.last_error
             else:
                 self.status.degraded.pop(name, None)
+            if was != health.degraded:  # on the record (and in plain output), off the loop
+                self.pipeline.put(self._audit, "degraded" if health.degraded else "recovered",
+                                  f"{name}: {health.consecutive} failures in a row, last: "
+                                  f"{health.last_error}" if health.degraded else
+                                  f"{name} works again")
             self.on_change()
 
         await supervised(health, round_, wait=wait,
@@ -439,6 +445,10 @@ class FollowEngine:
                 self.store.audit("unreadable_row", f"{whose} order book: skipped a row: "
                                  f"{reason}", data={"excerpt": excerpt[:200]})
         return record
+
+    def _audit(self, kind: str, message: str) -> None:
+        with self.store.write():
+            self.store.audit(kind, message)
 
     def _report_failed(self, exc: BaseException) -> None:
         with self.store.write():

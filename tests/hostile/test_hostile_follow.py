@@ -214,6 +214,8 @@ def test_a_failing_background_loop_survives_shows_degraded_and_exits_non_zero(
         place(run, "BUY", 3)
         run.wait_for(lambda: filled(run, "f1", 1), timeout=30)
         run.wait_for(lambda: "leader check" not in run.engine.status.degraded)
+        run.wait_for(lambda: [a.kind for a in run.audit() if a.kind in
+                              ("degraded", "recovered")] == ["degraded", "recovered"])
     failed = run.engine.status.loops["leader check"].failures
     assert 3 <= failed <= 4  # a reconnect's catch-up may have met one of the four
     assert run.failure and isinstance(run.failure[0], DegradedError)

@@ -199,3 +199,15 @@ def test_percentile_does_not_sort_its_argument() -> None:
     values = [3.0, 1.0, 2.0]
     percentile(values, 0.5)
     assert values == [3.0, 1.0, 2.0]
+
+
+def test_a_degraded_loop_shows_in_the_status_line() -> None:
+    from rich.console import Console
+
+    from copytrade.cli.render import status_line
+
+    console = Console(width=100, color_system=None, record=True)
+    console.print(status_line("connected", "", {"frames": 3}, {},
+                              {"leader check": "OSError: No space left on device"}))
+    text = console.export_text()
+    assert "degraded: leader check keeps failing (OSError: No space left on device)" in text
