@@ -12,6 +12,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ from copytrade.sim.accounts import Account
 from copytrade.sim.book import Book
 from copytrade.sim.errors import ApiError
 from copytrade.sim.faults import AFTER_KINDS, BEFORE_KINDS, LOOKUP_KINDS, FaultPlan
+from copytrade.sim.timing import TimingLog
 from copytrade.sim.wire import MAX_BODY_BYTES, BadBody, decode, encode
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ class RestServer:
         self.faults = faults
         self.control = control
         self.verbose = verbose
+        self.timing: TimingLog | None = None  # benchmarks only (Emulator.enable_timing)
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -213,6 +216,7 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 raw, refusal = b"", exc
             else:
                 refusal = None
+            received = time.perf_counter()
             try:
                 if refusal is not None:
                     status, payload = 400, errors.bad_input(
@@ -236,13 +240,18 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
             server.log(f"{method} {path} -> {status}")
             if isinstance(payload, bytes):
                 self._send(status, payload, "text/html")
-                return
-            try:
-                data = encode(payload)
-            except (TypeError, ValueError) as exc:  # NaN or a stray object: an emulator bug
-                server.log(f"internal error: unencodable reply: {exc}")
-                status, data = 500, encode(errors.server_error().body())
-            self._send(status, data, "application/json")
+            else:
+                try:
+                    data = encode(payload)
+                except (TypeError, ValueError) as exc:  # NaN or a stray object: an emulator bug
+                    server.log(f"internal error: unencodable reply: {exc}")
+                    status, data = 500, encode(errors.server_error().body())
+                self._send(status, data, "application/json")
+            timing = server.timing
+            if timing is not None and path.startswith(API_PREFIX + "/"):
+                timing.request_served(received, time.perf_counter(),
+                                      self.headers.get("client-id") or "", method,
+                                      path[len(API_PREFIX):], status, raw)
 
         @staticmethod
         def _refusal(method: str, path: str, exc: Exception) -> str:

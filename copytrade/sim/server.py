@@ -21,6 +21,7 @@ from copytrade.sim.faults import FaultPlan, RestFault
 from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
 from copytrade.sim.rest import CONTROL_PREFIX, SCRIP_MASTER_PATH, RestServer
 from copytrade.sim.stream import OrderStreamServer
+from copytrade.sim.timing import TimingLog
 
 MAX_REASON_LENGTH = 500
 
@@ -40,6 +41,7 @@ class Emulator:
         self._rest_port = rest_port
         self._verbose = verbose
         self.rest: RestServer | None = None
+        self.timing: TimingLog | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -47,6 +49,7 @@ class Emulator:
         """Bind both servers (OSError if a port is taken) and serve in background threads."""
         self.rest = RestServer(self.book, self.faults, control=self.handle_control,
                                host=self._host, port=self._rest_port, verbose=self._verbose)
+        self.rest.timing = self.timing
         try:
             self.stream.start()
         except BaseException:
@@ -196,6 +199,24 @@ class Emulator:
                            "hold_seconds": self.faults.hold_seconds}
         state["stream"] = self.stream.stats()
         return state
+
+    # ---- benchmark timestamps (not a control route: bench/ runs its own emulator process) --
+
+    def enable_timing(self, on: bool = True) -> None:
+        """Record when each stream frame is sent, each stream login is accepted and each /v2
+        request is read and answered (`time.perf_counter()`); off by default. See
+        `copytrade.sim.timing`."""
+        self.timing = TimingLog() if on else None
+        self.stream.timing = self.timing
+        if self.rest is not None:
+            self.rest.timing = self.timing
+
+    def take_timings(self) -> dict[str, list[list[Any]]]:
+        """What was recorded since the last call (empty lists when timing is off)."""
+        timing = self.timing
+        if timing is None:
+            return {"frames": [], "requests": [], "logins": []}
+        return timing.take()
 
     # ---- control over HTTP --------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from typing import Any, Literal, TypeVar
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
+
+from copytrade.sim.timing import TimingLog
 
 __all__ = ["OrderStreamServer"]
 
@@ -108,7 +111,8 @@ class _Connection:
         self.queue.clear()
         return count
 
-    async def write_loop(self, on_sent: Callable[[], None]) -> None:
+    async def write_loop(self, on_sent: Callable[[], None],
+                         timing: Callable[[], TimingLog | None]) -> None:
         try:
             while True:
                 while (self.stalled or not self.queue) and not self.closing:
@@ -116,7 +120,11 @@ class _Connection:
                     await self.wakeup.wait()
                 if self.closing:
                     return
-                await self.ws.send(self.queue.popleft())
+                text = self.queue.popleft()
+                log = timing()
+                if log is not None:  # before the write: a reply can never precede it
+                    log.frame_sent(time.perf_counter(), self.client_id, text)
+                await self.ws.send(text)
                 on_sent()
         except ConnectionClosed:
             return
@@ -240,6 +248,7 @@ class OrderStreamServer:
 
         self._counters = _Counters()
         self._counters_lock = threading.Lock()
+        self.timing: TimingLog | None = None  # benchmarks only (Emulator.enable_timing)
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -524,7 +533,9 @@ class OrderStreamServer:
     async def _serve_logged_in(self, ws: ServerConnection, client_id: str) -> None:
         conn = _Connection(ws, client_id, self._queue_limit)
         self._by_account.setdefault(client_id, set()).add(conn)
-        writer = asyncio.create_task(conn.write_loop(self._count_sent))
+        if self.timing is not None:
+            self.timing.logged_in(time.perf_counter(), client_id)
+        writer = asyncio.create_task(conn.write_loop(self._count_sent, lambda: self.timing))
         try:
             await self._read_and_ignore(conn)
         finally:

@@ -1,0 +1,1 @@
+"""Benchmarks for copytrade: `python -m bench [--quick]` (docs/performance.md)."""
