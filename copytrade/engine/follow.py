@@ -131,8 +131,12 @@ class FollowEngine:
         self.replicator: Replicator | None = None
         self.reconciler: Reconciler | None = None
         self._leader: LeaderStream | None = None
-        self.pipeline = ReportPipeline()
-        self.pipeline.on_failure = self._report_failed
+        # Leader reports on one thread, follower reports on another: a burst of follower
+        # fills never delays the next leader order's decision.
+        self.pipeline = ReportPipeline("leader-reports")
+        self.follower_pipeline = ReportPipeline("follower-reports")
+        for pipeline in (self.pipeline, self.follower_pipeline):
+            pipeline.on_failure = self._report_failed
         for name, account in (("leader", self.leader), *self.accounts.items()):
             account.on_bad_row = self._bad_row(name)
 
@@ -232,6 +236,7 @@ class FollowEngine:
         checkpointer = WalCheckpointer(Path(self.store.db.database))
         checkpointer.start()
         self.pipeline.start()
+        self.follower_pipeline.start()
         for worker in self.workers.values():
             worker.start()
         self._resume_unfinished()
@@ -248,6 +253,7 @@ class FollowEngine:
                 stream.stop()
             await asyncio.wait(tasks, timeout=10)
             await asyncio.to_thread(self.pipeline.stop)
+            await asyncio.to_thread(self.follower_pipeline.stop)
             for worker in self.workers.values():
                 await asyncio.to_thread(worker.stop)
             await asyncio.to_thread(checkpointer.stop)
@@ -257,11 +263,12 @@ class FollowEngine:
 
     def _raise_if_degraded(self) -> None:
         failed = [h for h in self.status.loops.values() if h.ever_degraded]
-        if failed or self.pipeline.failures:
+        unapplied = self.pipeline.failures + self.follower_pipeline.failures
+        if failed or unapplied:
             parts = [f"{h.name} failed {h.failures} time(s) (last: {h.last_error})"
                      for h in failed]
-            if self.pipeline.failures:
-                parts.append(f"{self.pipeline.failures} report(s) could not be applied")
+            if unapplied:
+                parts.append(f"{unapplied} report(s) could not be applied")
             raise DegradedError("follow ran degraded: " + "; ".join(parts) +
                                 "; see the log file for the tracebacks")
 
@@ -396,12 +403,12 @@ class FollowEngine:
         async def catch_up() -> None:
             book = await asyncio.to_thread(account.order_book)
             if book.ok:
-                await asyncio.wrap_future(self.pipeline.call(apply, book.data))
+                await asyncio.wrap_future(self.follower_pipeline.call(apply, book.data))
 
         return LeaderStream(
             follower.account.order_ws_url, follower.account.client_id,
             self._tokens[follower.account.client_id].reveal(),
-            on_report=lambda report: self.pipeline.put(
+            on_report=lambda report: self.follower_pipeline.put(
                 replicator.on_follower_report, follower.name, report),
             on_connected=catch_up, on_state=self._stream_state(status),
             on_closed=self._closed(follower.name),

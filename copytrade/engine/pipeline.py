@@ -1,9 +1,9 @@
-"""One thread that applies reports, in the order they arrived, off the stream's event loop.
+"""A thread that applies reports, in the order they arrived, off the stream's event loop.
 
 The stream's loop only parses and enqueues: pings keep flowing whatever SQLite costs
-(DESIGN.md: "the stream loop never waits on SQLite or REST"). Leader frames, follower
-frames and book catch-ups all pass through this one queue, so a catch-up and the frames
-held behind it are applied in the order they were read.
+(DESIGN.md: "the stream loop never waits on SQLite or REST"). follow runs two: the
+leader's frames and book catch-ups through one, the followers' through the other. On each,
+a catch-up and the frames held behind it are applied in the order they were read.
 """
 
 from __future__ import annotations

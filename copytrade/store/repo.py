@@ -116,13 +116,20 @@ class Store:
 
     def mirror_for_follower_order(self, follower: str, order_id: str,
                                   correlation_id: str) -> MirrorOrder | None:
+        """The mirror a follower's order belongs to: by correlation id, then by order id
+        (both indexed; every follower frame comes here). Only a report without any
+        correlation id is looked for among the slices' ids, a scan."""
         if correlation_id:
-            found = MirrorOrder.get_or_none(MirrorOrder.correlation_id == correlation_id)
+            found = self._select_one(MirrorOrder, "mirrororder", "correlation_id = ?",
+                                     (correlation_id,))
             if found is not None and found.follower == follower:
                 return found
-        return (MirrorOrder.select()
-                .where((MirrorOrder.follower == follower)
-                       & MirrorOrder.legs.contains(f'"{order_id}"')).first())
+        found = self._select_one(MirrorOrder, "mirrororder",
+                                 "follower_order_id = ? AND follower = ?", (order_id, follower))
+        if found is not None or correlation_id:
+            return found  # a foreign correlation id: not one of ours
+        return self._select_one(MirrorOrder, "mirrororder", "follower = ? AND legs LIKE ?",
+                                (follower, f'%"{order_id}"%'))
 
     def create_mirror(self, **fields: Any) -> MirrorOrder:
         now = self.now()
