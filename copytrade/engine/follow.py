@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,7 @@ from copytrade.store.repo import Store
 
 log = logging.getLogger(__name__)
 IST = pytz.timezone("Asia/Kolkata")
+GIL_SWITCH_SECONDS = 0.0005
 
 
 def trading_date_now() -> date:
@@ -233,6 +235,9 @@ class FollowEngine:
         """Follow until stop(); raises AuthError if the leader's token is refused."""
         if self.replicator is None:
             self.prepare()
+        # A woken thread (a report to apply, an intent to send) waits for the GIL up to the
+        # switch interval while another runs Python: 5 ms by default, a copy's whole budget.
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         checkpointer = WalCheckpointer(Path(self.store.db.database))
         checkpointer.start()
         self.pipeline.start()
