@@ -1,9 +1,10 @@
 """Periodic reconciliation kernels (pure): what the store says + what the broker reports
 -> findings (`Divergence`) -> what to do about them (`Fix`).
 
-Every few seconds `follow` reads each follower's order book over REST, builds one
-`StoredMirror` per mirror row of that follower (today's rows, terminal ones included:
-their correlation ids tell our own orders apart) and calls `diff_follower`, then
+Every few seconds `follow` reads each follower's order book over REST and calls
+`diff_follower` with the `StoredMirror`s of that follower that can matter (the open ones,
+and those that the book's new or changed rows name: see "incremental rounds" below, which
+keeps a round O(open mirrors + book rows) on a day of thousands of ended mirrors), then
 `plan_fixes` with the follower's `on_divergence` policy. Likewise the leader's REST book
 goes through `diff_leader`, which keeps only the reports that are news, so the periodic
 read costs nothing when nothing changed. Nothing here does I/O or reads a clock: ages
@@ -118,6 +119,7 @@ from copytrade.core.ids import attempt_of, is_ours
 from copytrade.core.leader import order_parameters, report_version, status_rank
 from copytrade.core.orders import (
     OPEN_STATES,
+    TERMINAL_STATES,
     InvalidTransition,
     MirrorState,
     Trigger,
@@ -232,14 +234,17 @@ def diff_follower(stored: Sequence[StoredMirror], reported: Sequence[OrderReport
             owner_of.setdefault(order_id, mirror)
         by_cid.setdefault(mirror.correlation_id, mirror)
         if is_ours(mirror.correlation_id):
-            by_stem[_stem(mirror.correlation_id)].append(mirror)
-    book = _latest_by_id(r for r in reported
-                         if r.order_id in owner_of or is_ours(r.correlation_id))
-    cids_in_book = {r.correlation_id for r in book.values() if r.correlation_id}
+            by_stem[stem(mirror.correlation_id)].append(mirror)
+    # The furthest-along row of each order id first, then only ours: a stale duplicate row
+    # cannot stand in for the broker's latest word (and `index_book` chooses alike).
+    book = {order_id: r for order_id, r in _latest_by_id(reported).items()
+            if order_id in owner_of or is_ours(r.correlation_id)}
+    # Indexed once: a scan of the book per mirror made a round O(mirrors x book).
+    carrying = _ids_by_cid(book.values())
 
     found: list[Divergence] = []
     for mirror in mirrors:
-        found += _check_mirror(mirror, book, cids_in_book, grace_seconds)
+        found += _check_mirror(mirror, book, carrying, grace_seconds)
     for order_id in sorted(book):
         if order_id not in owner_of:
             found += _check_unlisted(book[order_id], by_cid, by_stem, follower)
@@ -247,7 +252,7 @@ def diff_follower(stored: Sequence[StoredMirror], reported: Sequence[OrderReport
 
 
 def _check_mirror(mirror: StoredMirror, book: Mapping[str, OrderReport],
-                  cids_in_book: set[str], grace: float) -> list[Divergence]:
+                  carrying: Mapping[str, list[str]], grace: float) -> list[Divergence]:
     state = MirrorState(mirror.state)
     late = mirror.submitted_age_seconds is not None and mirror.submitted_age_seconds > grace
     found: list[Divergence] = []
@@ -257,7 +262,7 @@ def _check_mirror(mirror: StoredMirror, book: Mapping[str, OrderReport],
                                 leader_order_id=mirror.leader_order_id, **extra))
 
     if (state is MirrorState.SUBMITTED and not mirror.legs and late
-            and mirror.correlation_id not in cids_in_book):
+            and mirror.correlation_id not in carrying):
         add(DivergenceKind.STUCK_SUBMITTED, None,
             f"mirror {mirror.mirror_id} has been SUBMITTED for "
             f"{mirror.submitted_age_seconds:.1f}s with no follower order "
@@ -267,8 +272,8 @@ def _check_mirror(mirror: StoredMirror, book: Mapping[str, OrderReport],
     # Orders carrying this mirror's id that its legs do not list yet (a slice or a lost
     # reply, reported STATE_BEHIND elsewhere): until they are adopted, what the mirror's
     # orders add up to is not known, so quantities are not judged this round.
-    unlisted = any(r.correlation_id == mirror.correlation_id and r.order_id not in mirror.legs
-                   for r in book.values())
+    unlisted = any(order_id not in mirror.legs
+                   for order_id in carrying.get(mirror.correlation_id, ()))
     leg_behind = False
     slice_quantity_blamed = False
     for order_id in sorted(mirror.legs):
@@ -339,7 +344,7 @@ def _check_unlisted(report: OrderReport, by_cid: Mapping[str, StoredMirror],
             f"which has not recorded it", leader_order_id=exact.leader_order_id)]
     if report.is_terminal and report.traded_quantity == 0:
         return []  # ended with nothing traded: holds nothing, risks nothing
-    siblings = [m for m in by_stem.get(_stem(report.correlation_id), []) if m is not exact]
+    siblings = [m for m in by_stem.get(stem(report.correlation_id), []) if m is not exact]
     leader_order_id = (exact.leader_order_id if exact is not None
                        else siblings[0].leader_order_id if siblings else None)
     attempt = attempt_of(report.correlation_id) or 0
@@ -435,15 +440,82 @@ def aggregate_trigger(legs: Mapping[str, LegTuple], target: int) -> Trigger:
     return Trigger.PARTIAL_FILL if traded > 0 else Trigger.ACK
 
 
-def _stem(correlation_id: str) -> str:
-    """The part every attempt at one (date, leader order, follower, leg) shares."""
-    return correlation_id.rsplit("-", 1)[0]
-
-
 def _divergence_order(d: Divergence) -> tuple:
     return (d.follower, d.mirror_id is None, d.mirror_id or 0, d.follower_order_id or "",
             _KIND_RANK[d.kind], d.detail, d.leader_order_id or "", d.quantity or 0, d.live,
             d.duplicate)
+
+
+def _ids_by_cid(reports: Iterable[OrderReport]) -> dict[str, list[str]]:
+    """Correlation id -> the order ids carrying it (slices share one)."""
+    carrying: dict[str, list[str]] = defaultdict(list)
+    for report in reports:
+        if report.correlation_id:
+            carrying[report.correlation_id].append(report.order_id)
+    return carrying
+
+
+# ---- incremental rounds --------------------------------------------------------------------
+#
+# A follower's book holds every order of the day, and nearly all of them belong to mirrors
+# that ended long ago and agree with it. `diff_follower` gives the same findings when it is
+# passed only the rows that could still say something (new or changed since a round found
+# them settled, or belonging to a mirror that is still open) with the mirrors those rows
+# name, so the engine keeps each row's `fingerprint` once `settled_rows` says so (an int:
+# a day of 10,000 rows x 10 followers must not hold a copy of every row).
+
+
+@dataclass(frozen=True)
+class BookIndex:
+    """One follower book, indexed once per round."""
+
+    rows: Mapping[str, OrderReport]  # order id -> its furthest-along row
+    carrying: Mapping[str, list[str]]  # correlation id -> order ids carrying it
+
+
+def index_book(reported: Iterable[OrderReport]) -> BookIndex:
+    rows = _latest_by_id(reported)
+    return BookIndex(rows, _ids_by_cid(rows.values()))
+
+
+def fingerprint(report: OrderReport) -> int:
+    """A hash of the row's order id and everything of it the kernels compare: while it is
+    unchanged, so is the row's verdict."""
+    return hash((report.order_id, report.status, report.traded_quantity, report.quantity,
+                 report.price, report.trigger_price, report.order_type,
+                 report.correlation_id))
+
+
+def settled_rows(found: Iterable[Divergence], stored: Sequence[StoredMirror],
+                 reported: Iterable[OrderReport]) -> set[int]:
+    """The rows a later round may skip while their fingerprint stays the same: named by
+    no divergence, and owned by no mirror that is still open or diverged. The store only
+    moves forward (towards the broker), so such a row cannot become news by itself; a
+    mirror still open is looked at every round with all its rows anyway."""
+    named_orders, named_mirrors = set(), set()
+    for divergence in found:
+        named_orders.add(divergence.follower_order_id)
+        named_mirrors.add(divergence.mirror_id)
+    owner_of: dict[str, StoredMirror] = {}
+    by_cid: dict[str, StoredMirror] = {}
+    for mirror in stored:
+        for order_id in mirror.legs:
+            owner_of.setdefault(order_id, mirror)
+        by_cid.setdefault(mirror.correlation_id, mirror)
+
+    def quiet(mirror: StoredMirror | None) -> bool:
+        return mirror is None or (mirror.mirror_id not in named_mirrors
+                                  and MirrorState(mirror.state) in TERMINAL_STATES)
+
+    # Both owners count: the mirror listing the order, and the one whose id it carries.
+    return {fingerprint(r) for r in reported
+            if r.order_id not in named_orders and quiet(owner_of.get(r.order_id))
+            and quiet(by_cid.get(r.correlation_id))}
+
+
+def stem(correlation_id: str) -> str:
+    """The part every attempt at one (date, leader order, follower, leg) shares."""
+    return correlation_id.rsplit("-", 1)[0]
 
 
 # ---- from findings to fixes ----------------------------------------------------------------

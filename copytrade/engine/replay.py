@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from copytrade.config import Config, Secret
 from copytrade.core.events import OPEN_STATUSES, OrderReport
@@ -37,12 +38,19 @@ from copytrade.engine.replicator import FollowerPlan
 from copytrade.errors import AuthError, BrokerError, UsageError
 from copytrade.store.db import open_store
 from copytrade.store.models import MirrorOrder, database
+from copytrade.store.reconcile_queries import (
+    intents_after,
+    mirrors_of_intents,
+    sending_intent_ids,
+)
 from copytrade.store.repo import Store, legs_of
 
 log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 120.0  # the longest a run waits for its calls to be answered
-POLL_SECONDS = 0.05
+BUSY_TICK_SECONDS = 0.05  # while calls are queued: how often the queues are looked at
+SETTLE_FIRST_SECONDS = 0.005  # once drained: the first look at the store, then doubling
+SETTLE_MAX_SECONDS = 0.2  # ... up to this between looks
 STOP_SECONDS = 30.0  # per worker: the call in flight finishes and is recorded
 
 
@@ -235,6 +243,75 @@ class _IntentRow:
     outcome: str
 
 
+class Calls:
+    """This run's intents (id -> follower) and which are still unanswered, read from the
+    store by what changed: intents after the last id seen (a retry a worker added), and
+    the ones still SENDING through the status index. Nothing re-reads or decodes the
+    whole run while it waits."""
+
+    def __init__(self, store: Store, baseline: int, resumed: dict[int, str],
+                 orders: set[tuple[str, int]], followers: set[str]) -> None:
+        self.db = store.db
+        self.orders = orders
+        self.followers = followers
+        self.mine: dict[int, str] = dict(resumed)
+        self.seen = baseline
+
+    def refresh(self) -> None:
+        for intent_id, follower, leader_order_id, leg, _ in intents_after(self.db, self.seen):
+            self.seen = intent_id
+            if (leader_order_id, leg) in self.orders and follower in self.followers:
+                self.mine[intent_id] = follower
+
+    def unanswered(self, halted: Callable[[str], bool]) -> list[int]:
+        # SENDING first, new intents after: a retry is committed with the end of the call
+        # it retries, so one read or the other sees the run still busy.
+        sending = sending_intent_ids(self.db)
+        self.refresh()
+        return sorted(intent_id for intent_id in sending
+                      if intent_id in self.mine and not halted(self.mine[intent_id]))
+
+
+class Worker(Protocol):
+    """What the wait asks of a follower's worker (engine/worker.py FollowerWorker)."""
+
+    halted_reason: str | None
+
+    @property
+    def backlog(self) -> int: ...
+
+
+def wait_for_calls(workers: Sequence[Worker], calls: Calls, halted: Callable[[str], bool],
+                   *, settle_seconds: float, on_progress: ProgressFn,
+                   sleep: Callable[[float], None] = time.sleep,
+                   monotonic: Callable[[], float] = time.monotonic) -> None:
+    """Until every call of the run is answered, or `settle_seconds` are up. While the
+    workers' queues hold calls, only the queues are looked at; once they are drained,
+    the store, for what is still outstanding, less and less often while nothing ends.
+    A halted follower's calls stay SENDING: they are not waited for."""
+    deadline = monotonic() + settle_seconds
+    pause, told = SETTLE_FIRST_SECONDS, (-1, -1)
+    while True:
+        live = [worker for worker in workers if not worker.halted_reason]
+        queued = sum(worker.backlog for worker in live)
+        if queued:  # a lower bound: each live worker may have one call in flight
+            calls.refresh()
+            done, left = max(len(calls.mine) - queued - len(live), told[0], 0), True
+        else:
+            outstanding = calls.unanswered(halted)
+            done, left = len(calls.mine) - len(outstanding), bool(outstanding)
+        if (done, len(calls.mine)) != told:
+            if done != told[0]:
+                pause = SETTLE_FIRST_SECONDS  # something ended: look again soon
+            told = done, len(calls.mine)
+            on_progress(Progress("calls", *told))
+        if not left or monotonic() > deadline:
+            return
+        sleep(BUSY_TICK_SECONDS if queued else pause)
+        if not queued:
+            pause = min(pause * 2, SETTLE_MAX_SECONDS)
+
+
 class _Replay:
     def __init__(self, config: Config, tokens: dict[str, Secret], store: Store,
                  limits_path: Path, since: datetime, until: datetime, *, dry_run: bool,
@@ -293,9 +370,10 @@ class _Replay:
         # the calls sent are exactly what a dry run on the same books lists.
         self._feed(replicator.on_leader_report, reports)
         if not self.dry_run:
-            self._send(engine, active, {row.id for row in resumed}, baseline[0], set(orders))
+            calls = self._send(engine, active, {row.id: row.follower for row in resumed},
+                               baseline[0], set(orders))
             answered = [plan for plan in active if not engine.workers[plan.name].halted_reason]
-            self._refresh_followers(engine, answered, {}, reload_positions=False)
+            self._record_answers(engine, answered, calls)
         rows = self._rows(engine, orders, refused, baseline, {r.id for r in resumed})
         return ReplayReport(self.since, self.until, self.dry_run, self.names, len(book.data),
                             len(orders), tuple(rows))
@@ -303,8 +381,7 @@ class _Replay:
     # ---- steps ---------------------------------------------------------------------------
 
     def _refresh_followers(self, engine: FollowEngine, plans: list[FollowerPlan],
-                           refused: dict[str, str], *,
-                           reload_positions: bool = True) -> list[FollowerPlan]:
+                           refused: dict[str, str]) -> list[FollowerPlan]:
         """Apply each follower's order book to its mirrors, as follow does when a follower's
         stream connects: mirrors that filled or ended while nobody watched are decided on
         as they are. The positions are then read again, because applying those fills moved
@@ -323,10 +400,9 @@ class _Replay:
                     replicator.on_follower_report(plan.name, report)
             else:
                 log.warning("follower %s: order book not read: %s", plan.name, book.describe())
-            if reload_positions:
-                positions = account.positions()
-                if positions.ok:
-                    engine.positions[plan.name].load(positions.data or [])
+            positions = account.positions()
+            if positions.ok:
+                engine.positions[plan.name].load(positions.data or [])
             kept.append(plan)
         return kept
 
@@ -336,36 +412,50 @@ class _Replay:
             decide(report)
             self.on_progress(Progress("orders", done, len(reports)))
 
-    def _send(self, engine: FollowEngine, active: list[FollowerPlan], resumed: set[int],
-              baseline: int, orders: set[tuple[str, int]]) -> None:
+    def _send(self, engine: FollowEngine, active: list[FollowerPlan], resumed: dict[int, str],
+              baseline: int, orders: set[tuple[str, int]]) -> Calls:
         """Start the workers on the queued intents, wait (bounded) until none of this run's
         intents is still being sent, then stop the workers (a call in flight finishes and
-        is recorded first)."""
+        is recorded first). The run's calls, as the wait last saw them."""
         workers = [engine.workers[plan.name] for plan in active]
+        calls = Calls(self.store, baseline, resumed, orders, set(engine.workers))
         for worker in workers:
             worker.start()
         try:
-            deadline = time.monotonic() + self.settle_seconds
-            last: tuple[int, int] | None = None
-            while True:
-                mine = [row for row in self._intents("id > ?", baseline)
-                        if (row.leader_order_id, row.leg) in orders
-                        and row.follower in engine.workers]
-                if resumed:
-                    marks = ", ".join("?" for _ in resumed)
-                    mine += self._intents(f"id IN ({marks})", *sorted(resumed))
-                sending = [row for row in mine if row.status == "SENDING"
-                           and not engine.workers[row.follower].halted_reason]
-                counted = len(mine), len(sending)
-                if counted != last:
-                    last = counted
-                    self.on_progress(Progress("calls", counted[0] - counted[1], counted[0]))
-                if not sending or time.monotonic() > deadline:
-                    return
-                time.sleep(POLL_SECONDS)
+            wait_for_calls(workers, calls, lambda name: bool(engine.workers[name].halted_reason),
+                           settle_seconds=self.settle_seconds, on_progress=self.on_progress)
         finally:
             for worker in workers:
                 worker.stop(STOP_SECONDS)
+        calls.refresh()  # a retry added while the last call finished
+        return calls
+
+    def _record_answers(self, engine: FollowEngine, plans: list[FollowerPlan],
+                        calls: Calls) -> None:
+        """After the calls, each follower's book once more: what this run's orders did
+        meanwhile (a fill, a rejection) is recorded, as follow's order stream would have
+        told it. Only this run's mirrors are looked at, and only the orders the store does
+        not have as the book shows them; one transaction for all."""
+        mine = {(follower, cid): (mirror_id, json.loads(legs or "{}"))
+                for mirror_id, follower, cid, legs in mirrors_of_intents(self.store.db,
+                                                                         calls.mine)}
+        if not mine:
+            return  # nothing was sent: the books were applied before deciding
+        for plan in plans:
+            book = engine.accounts[plan.name].order_book()
+            if not book.ok:
+                if book.kind is not OutcomeKind.AUTH:
+                    log.warning("follower %s: order book not read: %s", plan.name,
+                                book.describe())
+                continue
+            news = [(found[0], report) for report in book.data
+                    if (found := mine.get((plan.name, report.correlation_id))) is not None
+                    and found[1].get(report.order_id) != [
+                        report.status, report.traded_quantity, report.quantity]]
+            if news:
+                with self.store.write():
+                    for mirror_id, report in news:
+                        engine.updater.apply_report(mirror_id, report)
 
     # ---- reading what happened -----------------------------------------------------------
 

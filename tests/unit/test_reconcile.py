@@ -26,8 +26,11 @@ from copytrade.core.reconcile import (
     confirmed,
     diff_follower,
     diff_leader,
+    fingerprint,
+    index_book,
     is_cancelled_outside,
     plan_fixes,
+    settled_rows,
 )
 
 DAY = date(2025, 1, 6)
@@ -525,6 +528,45 @@ def test_confirmed_keeps_what_two_rounds_agree_on() -> None:
     wrong = diff([mirror(legs={"F1": ("PENDING", 0, 50)})],
                  [report("F1", quantity=25, corr=cid())])
     assert confirmed(first, wrong) == []
+
+
+# ---- incremental rounds: what a later round may skip --------------------------------------
+
+
+def test_index_book_keeps_the_furthest_row_and_who_carries_each_id() -> None:
+    old, new = report("F1", "PENDING", corr=cid()), report("F1", "TRADED", traded=50, corr=cid())
+    book = index_book([new, report("F2", corr=cid()), old, report("X1", corr="")])
+    assert book.rows["F1"] is new and sorted(book.rows) == ["F1", "F2", "X1"]
+    assert sorted(book.carrying[cid()]) == ["F1", "F2"] and "" not in book.carrying
+
+
+def test_a_fingerprint_changes_with_what_the_kernels_compare() -> None:
+    row = report("F1", corr=cid())
+    assert fingerprint(row) == fingerprint(report("F1", corr=cid()))
+    for changed in (report("F1", "TRADED", traded=50, corr=cid()), report("F2", corr=cid()),
+                    report("F1", quantity=25, corr=cid()), report("F1", price=101.0, corr=cid()),
+                    report("F1", corr=cid(attempt=2))):
+        assert fingerprint(changed) != fingerprint(row)
+
+
+def test_only_quiet_rows_are_settled() -> None:
+    ended = mirror(1, leader="L1", state=S.FILLED, filled=50, legs={"F1": ("TRADED", 50, 50)})
+    working = mirror(2, leader="L2", legs={"F2": ("PENDING", 0, 50)})
+    given_up = mirror(3, leader="L3", state=S.REJECTED)
+    book = [report("F1", "TRADED", traded=50, corr=ended.correlation_id),
+            report("F2", corr=working.correlation_id),
+            report("F3", "TRADED", traded=50, corr=given_up.correlation_id),
+            report("X1", corr="manual")]
+    stored = [ended, working, given_up]
+    found = diff([*stored], book)
+    assert [(d.kind, d.follower_order_id) for d in found] == [(K.UNKNOWN_OURS, "F3")]
+    settled = settled_rows(found, stored, book)
+    # the ended mirror's row and the follower's own: yes; an open mirror's row, or one a
+    # divergence names: looked at every round
+    assert settled == {fingerprint(book[0]), fingerprint(book[3])}
+    # a row listed by an ended mirror but carrying an open mirror's id is not quiet either
+    odd = report("F1", "TRADED", traded=50, corr=working.correlation_id)
+    assert settled_rows([], stored, [odd]) == set()
 
 
 # ---- diff_leader ---------------------------------------------------------------------------
