@@ -23,8 +23,9 @@ from copytrade.home import ensure_private_file, tighten_sidecars
 
 # A client limiter and Dhan's window never line up: we stamp a call as it leaves, Dhan
 # counts it as it arrives, and a loaded machine can delay the send after the stamp. So
-# one call a second under Dhan's 10, in windows a little longer than Dhan's.
-WINDOW_MARGIN_MS = 100
+# one call a second under Dhan's 10 (an 11th call would need a send delayed by a ninth of
+# a second), in windows a hair longer than Dhan's for clock granularity.
+WINDOW_MARGIN_MS = 25
 ORDERS_PER_SECOND = 9
 ORDER_RATES = [
     Rate(ORDERS_PER_SECOND, Duration.SECOND + WINDOW_MARGIN_MS),
