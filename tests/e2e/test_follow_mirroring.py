@@ -494,7 +494,9 @@ def test_partial_and_full_fills_are_tracked_with_their_lags(live_sim: Emulator,
             book_order = the_order(run, who, mirror)
             assert (book_order["orderStatus"], book_order["filledQty"]) == ("TRADED", units)
             assert mirror.filled_quantity == units
-            assert mirror.fill_lag_ms is not None and mirror.fill_lag_ms >= 0
+            # Leader and follower fill in the same match: which fill report is applied
+            # first is a race between two threads, and the lag is signed by design.
+            assert mirror.fill_lag_ms is not None and abs(mirror.fill_lag_ms) < 5000
             assert_placed(run, mirror)
         [leader] = [row for row in run.leader_orders() if row.order_id == order]
         assert (leader.status, leader.traded_quantity) == ("TRADED", 10)
