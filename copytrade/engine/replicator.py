@@ -215,8 +215,14 @@ class Replicator:
                          + sign * (leader_working - own_fills_in_book))
         follower_net = follower.positions.net(security, product)
         if leader_before * sign < 0:  # the order reduces the leader's position: an exit
+            # Exits already on their way reduce what is left to close; entries of ours
+            # still on their way (queued behind the rate limit in a burst) add to it: the
+            # worker confirms the holding from the broker before such an exit leaves.
+            opposite = "BUY" if side == "SELL" else "SELL"
             follower_net += sign * self.store.open_quantity_on_side(
                 follower.name, security, product, side)
+            follower_net -= sign * self.store.open_quantity_on_side(
+                follower.name, security, product, opposite)
         return NetPositions(leader_before=leader_before, follower=follower_net)
 
     def _track_working(self, leader: OrderReport) -> None:

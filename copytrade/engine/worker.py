@@ -38,6 +38,8 @@ RESUME_LOOKUPS = 2  # book reads without it before a place left over by a crash 
 RESUME_READS = 8  # reads at most, when the broker answers with errors instead
 RESUME_GAP = 0.5  # seconds between those two reads
 MAX_PLACE_ATTEMPTS = 3
+CONFIRM_READS = 5  # positions reads before an exit larger than what is held is cut
+CONFIRM_GAP_SECONDS = 0.2
 STOP = object()
 
 
@@ -242,18 +244,28 @@ class FollowerWorker:
         """An exit sized from fills our records do not vouch for: the broker's positions
         decide how much of it may go. False when nothing is to be sent (recorded)."""
         order = request["order"]
-        outcome = self.account.positions()
-        if outcome.kind is OutcomeKind.AUTH:
-            self._halt(intent, outcome)
-            return False
+        exit_units = int(confirm["exit_units"])
+        held = 0
+        # The entry this exit closes may have been sent just before it and not be filled
+        # yet (a burst): the holding is read a few times before the exit is cut.
+        for attempt in range(CONFIRM_READS):
+            if attempt and self._wait(CONFIRM_GAP_SECONDS):
+                return False
+            outcome = self.account.positions()
+            if outcome.kind is OutcomeKind.AUTH:
+                self._halt(intent, outcome)
+                return False
+            if not outcome.ok:
+                continue
+            held = held_against(outcome.data, order["security_id"], order["product_type"],
+                                order["transaction_type"])
+            if held >= exit_units:
+                break
         if not outcome.ok:
             self._not_sent(intent, mirror, "exit not sent: the follower's positions could "
                            f"not be read to confirm it ({outcome.describe()})")
             return False
-        held = held_against(outcome.data, order["security_id"], order["product_type"],
-                            order["transaction_type"])
         lot = max(int(confirm.get("lot_size") or 1), 1)
-        exit_units = int(confirm["exit_units"])
         allowed = min(held // lot * lot, exit_units)
         if allowed == exit_units:
             return True

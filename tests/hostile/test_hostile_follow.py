@@ -352,3 +352,19 @@ def test_a_flood_of_frames_keeps_the_stream_and_every_close_is_recorded(
                                                for a in run.audit()), timeout=15)
         closes = [json.loads(a.data)["code"] for a in run.audit("stream_closed")]
         assert all(isinstance(code, int) for code in closes), closes
+
+
+# ---- an exit decided while its entry is still on its way (a burst) --------------------------
+
+def test_an_exit_decided_while_the_entry_is_still_queued_closes_the_follower(
+        live_sim: Emulator, tmp_path: Path) -> None:
+    """The follower's entry meets a 429 and waits; the leader buys and sells meanwhile. The
+    exit must not be skipped for 'no open position': it goes after the entry, once the
+    broker shows the holding."""
+    with running_follow(live_sim, tmp_path, [F1]) as run:
+        live_sim.fail_next("429", "/orders", method="POST", client_id=F1.client_id, count=2)
+        place(run, "BUY", 10)
+        place(run, "SELL", 10)
+        run.wait_for(lambda: filled(run, "f1", 2), timeout=20)
+        assert [m.transaction_type for m in run.mirrors("f1")] == ["BUY", "SELL"]
+        assert net_position(live_sim, F1.client_id, "1333") == 0
