@@ -43,7 +43,7 @@ from copytrade.core.sizing import LeaderOrder as SizingOrder
 from copytrade.engine import faultpoints
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
-from copytrade.store.models import MirrorOrder
+from copytrade.store.models import Intent, MirrorOrder
 from copytrade.store.repo import Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class FollowerPlan:
     rule: SizingRule
     caps: Caps
     positions: PositionBook
-    submit: Callable[[int], None]  # hands an intent id to the follower's worker
+    submit: Callable[..., None]  # hands an intent (id, optionally fresh) to the worker
     shadow: bool = False
     mirror_on_transit: bool = False
     capital: float | None = None
@@ -112,6 +112,8 @@ class Replicator:
         # placed again.
         self.adoptable: dict[tuple[str, str], list[OrderReport]] = {}
         self._lot_disagreements: set[tuple[str, str, int]] = set()
+        # New places of the report in hand, handed to the workers as committed.
+        self._fresh: dict[int, tuple[Intent, MirrorOrder]] = {}
         self.stats = ReplicatorStats()
 
     # ---- leader side -----------------------------------------------------------------------
@@ -129,6 +131,7 @@ class Replicator:
             return
         leader = merged.report
         submissions: list[tuple[FollowerPlan, int]] = []
+        self._fresh.clear()
         # A quote is a REST call: fetched before the write transaction, never inside it.
         # Only an order first seen filled can need one (a live order was seen accepted).
         first_seen_filled = needs_quote(leader) and (
@@ -159,7 +162,12 @@ class Replicator:
                 self.updater.record_fill_lags(leader.order_id)
         faultpoints.reached("after_intent_commit")
         for follower, intent_id in submissions:
-            follower.submit(intent_id)
+            fresh = self._fresh.get(intent_id)
+            if fresh is None:
+                follower.submit(intent_id)
+            else:  # a new place: the worker sends it without reading it back
+                follower.submit(intent_id, fresh=fresh)
+        self._fresh.clear()
         self.stats.intents += len(submissions)
         self.stats.decide_seconds.append(time.perf_counter() - started)
         del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
@@ -366,6 +374,7 @@ class Replicator:
         if confirm:
             request["confirm_exit"] = confirm
         intent = self.store.add_intent(mirror, IntentAction.PLACE, request)
+        self._fresh[intent.id] = (intent, mirror)
         return [(follower, intent.id)]
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,

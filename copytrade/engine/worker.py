@@ -85,10 +85,12 @@ class FollowerWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, intent_id: int, *, resume: bool = False) -> None:
+    def submit(self, intent_id: int, *, resume: bool = False,
+               fresh: tuple[Intent, MirrorOrder] | None = None) -> None:
         """Queue a committed intent; `resume` for one left SENDING by an earlier run, whose
-        call may or may not have left before that run ended."""
-        self._queue.put((intent_id, resume))
+        call may or may not have left before that run ended. `fresh`: the intent and its
+        mirror as just committed, so the send reads nothing back from the database."""
+        self._queue.put((intent_id, resume, fresh))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the call in flight (and record it), then stop; queued intents stay
@@ -109,9 +111,9 @@ class FollowerWorker:
                 return
             if self.halted_reason:
                 continue  # the account is stopped; its intents stay SENDING
-            intent_id, resume = item  # type: ignore[misc]
+            intent_id, resume, fresh = item  # type: ignore[misc]
             try:
-                self._execute(intent_id, resume=resume)
+                self._execute(intent_id, resume=resume, fresh=fresh)
             except Exception:  # one bad intent must not kill the follower's worker
                 log.exception("follower %s: intent %s failed", self.name, item)
 
@@ -121,11 +123,16 @@ class FollowerWorker:
 
     # ---- execution ----------------------------------------------------------------------
 
-    def _execute(self, intent_id: int, *, resume: bool = False) -> None:
-        intent = self.store.intent_by_id(intent_id)
+    def _execute(self, intent_id: int, *, resume: bool = False,
+                 fresh: tuple[Intent, MirrorOrder] | None = None) -> None:
+        # Only this worker finishes a follow intent: one handed over fresh is SENDING.
+        intent = fresh[0] if fresh else self.store.intent_by_id(intent_id)
         if intent.status != IntentStatus.SENDING:
             return
         request = json.loads(intent.request)
+        if fresh and intent.action == IntentAction.PLACE:
+            self._place(intent, request, fresh[1])
+            return
         if resume and intent.action == IntentAction.PLACE:
             self._resume_place(intent, request)
             return
@@ -208,8 +215,8 @@ class FollowerWorker:
             self.store.audit("account_stopped", reason, follower=self.name)
         self.on_halt(self.name, reason)
 
-    def _place(self, intent: Intent, request: dict) -> None:
-        mirror = self.store.mirror_by_id(intent.mirror_id)
+    def _place(self, intent: Intent, request: dict, mirror: MirrorOrder | None = None) -> None:
+        mirror = mirror or self.store.mirror_by_id(intent.mirror_id)
         confirm = request.get("confirm_exit")
         if confirm and not self._confirm_exit(intent, mirror, request, confirm):
             return
