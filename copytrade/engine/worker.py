@@ -77,7 +77,7 @@ class FollowerWorker:
         self._books_at_start: list[list[OrderReport]] | None = None
         self.stopping = threading.Event()
         self.sent = 0
-        self._queue: queue.Queue[object] = queue.Queue()
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()  # C: the fastest wake-up
         self._thread = threading.Thread(target=self._run, name=f"follower-{name}", daemon=True)
 
     # ---- lifecycle ------------------------------------------------------------------------
