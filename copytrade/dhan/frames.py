@@ -358,6 +358,8 @@ def _status(f: _Fields, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise MalformedFrame(f"missing {key}" if _blank(value) else f"bad {key}: {_quote(value)}")
     status = value.strip().upper()
+    if not (status.isascii() and status.isprintable()):  # Dhan's words are plain ASCII
+        raise MalformedFrame(f"bad {key}: {_quote(value)}")
     if " " in status or "-" in status:
         status = "_".join(status.replace("-", " ").split())
     return status

@@ -520,7 +520,7 @@ def _refused(follower: str, code: str) -> str:
             "decided or recorded for it; refresh the token and run again")
 
 
-def _discard(intent_id: int) -> None:
+def _discard(intent_id: int, **_handoff: object) -> None:
     """A dry run's worker: the intent stays in the copy, to be reported."""
 
 
