@@ -23,6 +23,8 @@ class PositionBook:
         with self._lock:
             self._net.clear()
             for row in rows:
+                if not isinstance(row, dict):
+                    continue  # an odd row: not ours to guess
                 key = (str(row.get("securityId", "")), str(row.get("productType", "")))
                 try:
                     self._net[key] = self._net.get(key, 0) + int(float(row.get("netQty", 0)))

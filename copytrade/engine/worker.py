@@ -27,6 +27,7 @@ from copytrade.engine import faultpoints
 from copytrade.engine.broker import Broker
 from copytrade.engine.limits import AccountLimiter
 from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.positions import PositionBook
 from copytrade.store.models import Intent, MirrorOrder
 from copytrade.store.repo import Store, legs_of
 
@@ -432,14 +433,9 @@ _STATUS_FOR_OUTCOME = {
 
 def held_against(rows: object, security_id: str, product_type: str, side: str) -> int:
     """Units an order on `side` can close, from Dhan's positions rows (netQty signed)."""
-    net = 0
-    for row in rows if isinstance(rows, list) else []:
-        if (isinstance(row, dict) and str(row.get("securityId")) == security_id
-                and str(row.get("productType")) == product_type):
-            try:
-                net += int(float(row.get("netQty", 0)))
-            except (TypeError, ValueError, OverflowError):
-                continue
+    book = PositionBook()
+    book.load(rows if isinstance(rows, list) else [])
+    net = book.net(security_id, product_type)
     return max(net, 0) if side == "SELL" else max(-net, 0)
 
 
