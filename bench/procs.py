@@ -270,10 +270,34 @@ order_ws_url = "{sim.ws_url}"
     return "\n".join(blocks)
 
 
-class Copytrade:
+class _FollowerProcess:
+    """What the harness asks of either follower under test (copytrade or the baseline)."""
+
+    followers: list[Account]
+    proc: subprocess.Popen
+    output: IO[str]
+    home: Path
+    log_name: str
+
+    @property
+    def follower_ids(self) -> list[str]:
+        return [f.client_id for f in self.followers]
+
+    def close(self) -> int | None:
+        code = stop_process(self.proc)
+        self.output.close()
+        return code
+
+    def tail(self, lines: int = 5) -> str:
+        text = (self.home / self.log_name).read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+class Copytrade(_FollowerProcess):
     """`copytrade follow` as an OS process, with its own COPYTRADE_HOME and config."""
 
     kind = "copytrade"
+    log_name = "follow.out"
 
     def __init__(self, sim: Sim, workdir: Path, followers: int) -> None:
         self.orders = OrderMaker()
@@ -286,7 +310,7 @@ class Copytrade:
                                       order_rate_scale=sim.order_rate_scale))
         tokens = {"LEADER_TOKEN": self.leader.token}
         tokens.update({f"TOKEN_F{i}": f.token for i, f in enumerate(self.followers)})
-        self.output = (self.home / "follow.out").open("w")
+        self.output = (self.home / self.log_name).open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "copytrade", "follow", "--config", str(config)],
             cwd=ROOT, env=env_with({"COPYTRADE_HOME": str(self.home / "home"), **tokens}),
@@ -298,24 +322,13 @@ class Copytrade:
             raise RuntimeError(f"copytrade follow did not start: {exc}; its output ends: "
                                f"{self.tail()!r}") from exc
 
-    @property
-    def follower_ids(self) -> list[str]:
-        return [f.client_id for f in self.followers]
-
-    def close(self) -> int | None:
-        code = stop_process(self.proc)
-        self.output.close()
-        return code
-
-    def tail(self, lines: int = 5) -> str:
-        text = (self.home / "follow.out").read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
 
 
-class Baseline:
+class Baseline(_FollowerProcess):
     """bench/baseline.py: a naive sequential follower, as an OS process."""
 
     kind = "baseline"
+    log_name = "baseline.out"
 
     def __init__(self, sim: Sim, workdir: Path, followers: int) -> None:
         self.orders = OrderMaker()
@@ -323,7 +336,7 @@ class Baseline:
         self.followers = [new_account() for _ in range(followers)]
         self.home = workdir / f"baseline-{self.leader.client_id}"
         self.home.mkdir(parents=True)
-        self.output = (self.home / "baseline.out").open("w")
+        self.output = (self.home / self.log_name).open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.baseline", sim.ws_url, sim.rest_url, self.leader.pair,
              *(f.pair for f in self.followers)],
@@ -336,15 +349,3 @@ class Baseline:
             raise RuntimeError(f"the baseline did not start: {exc}; its output ends: "
                                f"{self.tail()!r}") from exc
 
-    @property
-    def follower_ids(self) -> list[str]:
-        return [f.client_id for f in self.followers]
-
-    def close(self) -> int | None:
-        code = stop_process(self.proc)
-        self.output.close()
-        return code
-
-    def tail(self, lines: int = 5) -> str:
-        text = (self.home / "baseline.out").read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
