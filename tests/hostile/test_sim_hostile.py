@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import requests
+from simtools import eventually  # tests/e2e, on the path by conftest
 from websockets.sync.client import connect
 
 from copytrade.sim.clock import ManualClock
@@ -97,11 +98,6 @@ def still_serving(sim: Emulator, clock: ManualClock) -> dict:
     return strict_json(state.content)
 
 
-def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.01)
 
 
 def raw_http(sim: Emulator, request: bytes) -> tuple[int, bytes]:

@@ -9,7 +9,6 @@ brokers do; the client is the one that must redact it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 from dhanhq import DhanContext, dhanhq
+from simtools import eventually  # tests/e2e, on the path by conftest
 from websockets.sync.client import ClientConnection, connect
 
 from copytrade.sim.clock import ManualClock
@@ -53,11 +53,6 @@ def make_api(sim: Emulator) -> Callable[..., dhanhq]:
     return build
 
 
-def eventually(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"condition not met within {timeout}s"
-        time.sleep(0.01)
 
 
 @contextmanager
