@@ -3,6 +3,7 @@ status words mapped onto its triggers by quantities, not by the word alone."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -111,14 +112,35 @@ def cancel_rejected(previous: MirrorState) -> Transition:
     return Transition(previous, True)
 
 
+_OPEN_WORDS = frozenset({"TRANSIT", "PENDING", "TRIGGERED", "MODIFIED", "CONFIRM",
+                         "PART_TRADED"})
+_ENDED_WORDS = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+
+
+def trigger_for_legs(legs: Mapping[str, Sequence], target: int) -> Trigger:
+    """THE map from what the broker reports to a mirror's trigger: every follower order of
+    the mirror (one, or the slices of a sliced order) as (status, traded, quantity), and
+    the units the mirror wants. Fills are decided from quantities, never from the word:
+    enough traded is a FILL whatever the statuses say; all ended without enough is an
+    EXPIRED (any expired), a CANCELED (any cancelled, closed or traded short: the rest
+    will not come) or a REJECTED; otherwise still working (PARTIAL_FILL or ACK). A word
+    outside Dhan's vocabulary counts as working."""
+    traded = sum(int(leg[1]) for leg in legs.values())
+    if target > 0 and traded >= target:
+        return T.FILL
+    words = [str(leg[0]).upper() for leg in legs.values()]
+    if words and all(word in _ENDED_WORDS for word in words):
+        if "EXPIRED" in words:
+            return T.EXPIRED
+        if {"CANCELLED", "CLOSED", "TRADED"} & set(words):
+            return T.CANCELED
+        return T.REJECTED
+    return T.PARTIAL_FILL if traded > 0 else T.ACK
+
+
 def trigger_for(status: str, traded: int, quantity: int) -> Trigger | None:
-    """Dhan status + quantities -> trigger; None for a word we do not know (an anomaly)."""
-    word = status.upper()
-    if word in ("TRANSIT", "PENDING", "TRIGGERED", "MODIFIED", "CONFIRM"):
-        return T.PARTIAL_FILL if 0 < traded < quantity else T.ACK
-    if word in ("PART_TRADED", "TRADED"):
-        if quantity and traded >= quantity:
-            return T.FILL
-        return T.PARTIAL_FILL if traded > 0 else T.ACK
-    return {"CANCELLED": T.CANCELED, "REJECTED": T.REJECTED, "EXPIRED": T.EXPIRED,
-            "CLOSED": T.FILL if quantity and traded >= quantity else T.CANCELED}.get(word)
+    """One report's trigger (trigger_for_legs of that one order); None for a word outside
+    Dhan's vocabulary, which the caller records as an anomaly and re-reads."""
+    if status.upper() not in _OPEN_WORDS | _ENDED_WORDS:
+        return None
+    return trigger_for_legs({"": (status, traded, quantity)}, quantity)

@@ -122,8 +122,8 @@ from copytrade.core.orders import (
     TERMINAL_STATES,
     InvalidTransition,
     MirrorState,
-    Trigger,
     transition,
+    trigger_for_legs,
 )
 
 Policy = Literal["alert", "resync"]
@@ -410,7 +410,7 @@ def _mirror_behind(mirror: StoredMirror, state: MirrorState,
             traded, quantity = max(traded, report.traded_quantity), report.quantity
         legs[order_id] = (status, traded, quantity)
     traded = sum(leg[1] for leg in legs.values())
-    trigger = aggregate_trigger(legs, mirror.quantity)
+    trigger = trigger_for_legs(legs, mirror.quantity)
     try:
         target = transition(state, trigger).state
     except InvalidTransition:
@@ -422,22 +422,6 @@ def _mirror_behind(mirror: StoredMirror, state: MirrorState,
         return reported[0], (f"mirror {mirror.mirror_id} has {mirror.filled} filled but its "
                              f"orders at the broker traded {traded}")
     return None
-
-
-def aggregate_trigger(legs: Mapping[str, LegTuple], target: int) -> Trigger:
-    """One trigger for a mirror from all its follower orders (the same rule as
-    engine.mirrors.aggregate_trigger, which core may not import)."""
-    traded = sum(leg[1] for leg in legs.values())
-    if target > 0 and traded >= target:
-        return Trigger.FILL
-    statuses = [leg[0] for leg in legs.values()]
-    if statuses and all(status in TERMINAL_STATUSES for status in statuses):
-        if "EXPIRED" in statuses:
-            return Trigger.EXPIRED
-        if "CANCELLED" in statuses or "TRADED" in statuses:
-            return Trigger.CANCELED
-        return Trigger.REJECTED
-    return Trigger.PARTIAL_FILL if traded > 0 else Trigger.ACK
 
 
 def _divergence_order(d: Divergence) -> tuple:

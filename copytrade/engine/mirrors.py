@@ -10,9 +10,8 @@ from collections.abc import Callable
 
 from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.leader import status_rank
-from copytrade.core.orders import InvalidTransition, MirrorState, Trigger
+from copytrade.core.orders import InvalidTransition, MirrorState, Trigger, trigger_for_legs
 from copytrade.core.reasons import ReasonCode
-from copytrade.core.reconcile import aggregate_trigger
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import LeaderOrder, MirrorOrder, StateEvent
 from copytrade.store.repo import Store, legs_of
@@ -36,7 +35,7 @@ class MirrorUpdater:
             legs.setdefault(order_id, [OrderStatus.TRANSIT.value, 0, 0])
         first = mirror.follower_order_id or (order_ids[0] if order_ids else None)
         self.store.update_mirror(mirror, legs=json.dumps(legs), follower_order_id=first)
-        self._step(mirror, aggregate_trigger(legs, mirror.quantity), "order accepted")
+        self._step(mirror, trigger_for_legs(legs, mirror.quantity), "order accepted")
 
     def apply_report(self, mirror_id: int, report: OrderReport) -> None:
         mirror = self.store.mirror_by_id(mirror_id)  # fresh: a worker may have written
@@ -70,7 +69,7 @@ class MirrorUpdater:
                              f"{report.order_id} was cancelled outside copytrade",
                              follower=mirror.follower, leader_order_id=mirror.leader_order_id)
         self.store.update_mirror(mirror, **fields)
-        self._step(mirror, aggregate_trigger(legs, mirror.quantity), report.reason)
+        self._step(mirror, trigger_for_legs(legs, mirror.quantity), report.reason)
 
     def _not_ours(self, mirror: MirrorOrder) -> bool:
         """A cancel nobody here asked for: the mirror was not being cancelled and no cancel

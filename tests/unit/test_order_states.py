@@ -177,16 +177,17 @@ def test_cancel_rejected_returns_to_the_state_before_the_cancel(before: MirrorSt
     ("CONFIRM", 0, 65, T.ACK),
     ("PENDING", 65, 130, T.PARTIAL_FILL),
     ("TRIGGERED", 65, 130, T.PARTIAL_FILL),
-    # An open word never makes a mirror terminal, even with every unit traded: the
-    # TRADED report that follows does. (A wrong FILLED would stop us tracking the order.)
-    ("PENDING", 130, 130, T.ACK),
+    # Every unit traded is a fill whatever the word: the normaliser refuses a report whose
+    # traded quantity exceeds the order's, so "all traded" can be believed (one map with
+    # the mirrors' since issue 8: core.orders.trigger_for_legs).
+    ("PENDING", 130, 130, T.FILL),
     # Fill words: partial or full from the quantities.
     ("PART_TRADED", 65, 130, T.PARTIAL_FILL),
     ("PART_TRADED", 130, 130, T.FILL),
     ("TRADED", 130, 130, T.FILL),
-    ("TRADED", 65, 130, T.PARTIAL_FILL),
+    ("TRADED", 65, 130, T.CANCELED),  # ended short: the rest will not come
     ("TRADED", 195, 130, T.FILL),
-    ("TRADED", 0, 130, T.ACK),  # "traded" with nothing traded: not a fill of anything
+    ("TRADED", 0, 130, T.CANCELED),  # ended with nothing traded: not a fill of anything
     ("PART_TRADED", 0, 130, T.ACK),
     # Ends: the word decides, whatever traded before.
     ("CANCELLED", 0, 130, T.CANCELED),
@@ -253,3 +254,14 @@ def test_fills_and_ends_never_go_backwards(triggers: list[Trigger]) -> None:
             assert state not in (S.PLANNED, S.SUBMITTED, S.ACCEPTED)
         if previous is not S.PLANNED:
             assert state is not S.PLANNED
+
+
+def test_slices_are_one_mirror_for_the_map() -> None:
+    from copytrade.core.orders import trigger_for_legs
+
+    legs = {"1": ("TRADED", 1800, 1800), "2": ("PART_TRADED", 200, 700)}
+    assert trigger_for_legs(legs, 2500) is T.PARTIAL_FILL
+    assert trigger_for_legs({**legs, "2": ("CANCELLED", 200, 700)}, 2500) is T.CANCELED
+    assert trigger_for_legs({**legs, "2": ("TRADED", 700, 700)}, 2500) is T.FILL
+    # a super order closed short is cancelled, never a rejection of what traded
+    assert trigger_for_legs({"1": ("CLOSED", 65, 130)}, 130) is T.CANCELED

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from copytrade.core.events import OPEN_STATUSES, OrderReport, ReportSource
 from copytrade.core.ids import correlation_id
-from copytrade.core.orders import MirrorState, Trigger
+from copytrade.core.orders import MirrorState, Trigger, trigger_for_legs
 from copytrade.core.reconcile import (
     ORDER_CHANGING,
     Divergence,
@@ -22,7 +22,6 @@ from copytrade.core.reconcile import (
     Fix,
     FixKind,
     StoredMirror,
-    aggregate_trigger,
     confirmed,
     diff_follower,
     diff_leader,
@@ -653,7 +652,7 @@ def consistent_world(draw) -> tuple[list[StoredMirror], list[OrderReport]]:
         legs = {f"F{index}-{n}": draw(leg_truth()) for n in range(draw(st.integers(0, 3)))}
         if legs:
             quantity = sum(q for _, _, q in legs.values())
-            state = _STATE_FOR[aggregate_trigger(legs, quantity)]
+            state = _STATE_FOR[trigger_for_legs(legs, quantity)]
             if state in (S.ACCEPTED, S.PARTIALLY_FILLED) and draw(st.booleans()):
                 state = S.PENDING_CANCEL
             age = draw(ages)
@@ -772,16 +771,6 @@ def test_alert_never_changes_an_order_for_real_findings(world) -> None:
     stored, book = world
     found = diff(stored, book)
     assert not {f.kind for f in plan_fixes(found, policy="alert")} & ORDER_CHANGING
-
-
-@SETTINGS
-@given(st.dictionaries(st.sampled_from(["A", "B", "C"]), leg_truth(), max_size=3),
-       st.integers(0, 400))
-def test_aggregate_trigger_is_the_engines(legs: dict, target: int) -> None:
-    from copytrade.engine.mirrors import aggregate_trigger as engine_aggregate
-
-    assert aggregate_trigger(legs, target) == engine_aggregate(
-        {k: list(v) for k, v in legs.items()}, target)
 
 
 def test_open_statuses_cover_what_a_live_order_reports() -> None:
