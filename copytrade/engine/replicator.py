@@ -227,10 +227,8 @@ class Replicator:
             # still on their way (queued behind the rate limit in a burst) add to it: the
             # worker confirms the holding from the broker before such an exit leaves.
             opposite = "BUY" if side == "SELL" else "SELL"
-            follower_net += sign * self.store.open_quantity_on_side(
-                follower.name, security, product, side)
-            follower_net -= sign * self.store.open_quantity_on_side(
-                follower.name, security, product, opposite)
+            working = self.store.open_quantity_by_side(follower.name, security, product)
+            follower_net += sign * (working.get(side, 0) - working.get(opposite, 0))
         return NetPositions(leader_before=leader_before, follower=follower_net)
 
     def _track_working(self, leader: OrderReport) -> None:

@@ -168,17 +168,17 @@ class Store:
             "mirror_id": mirror.id, "from_state": before.value, "to_state": after.value,
             "trigger": trigger.value, "at": self.now(), "detail": redact(detail)[:500]})
 
-    def open_quantity_on_side(self, follower: str, security_id: str, product_type: str,
-                              transaction_type: str) -> int:
-        """Units still working in open mirrors on one side: exits already on their way."""
+    def open_quantity_by_side(self, follower: str, security_id: str,
+                              product_type: str) -> dict[str, int]:
+        """Units still working in open mirrors, by side (BUY / SELL): orders on their way."""
         placeholders = ", ".join("?" for _ in OPEN_STATE_VALUES)
-        row = self.db.execute_sql(
-            "SELECT COALESCE(SUM(MAX(quantity - filled_quantity, 0)), 0) FROM mirrororder "
+        rows = self.db.execute_sql(
+            "SELECT transaction_type, SUM(MAX(quantity - filled_quantity, 0)) FROM mirrororder "
             "WHERE follower = ? AND security_id = ? AND product_type = ? "
-            f"AND transaction_type = ? AND state IN ({placeholders})",
-            (follower, security_id, product_type, transaction_type, *OPEN_STATE_VALUES),
-        ).fetchone()
-        return int(row[0])
+            f"AND state IN ({placeholders}) GROUP BY transaction_type",
+            (follower, security_id, product_type, *OPEN_STATE_VALUES),
+        ).fetchall()
+        return {side: int(units or 0) for side, units in rows}
 
     # ---- intents and audit -------------------------------------------------------------
 
