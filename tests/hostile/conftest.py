@@ -12,7 +12,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
+from copytrade.sim.clock import ManualClock
 from copytrade.sim.server import Emulator
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> Iterator[Emulator]:
+    """The emulator on a manual clock (rate windows move only when a test says so)."""
+    with Emulator(clock=clock, seed=7) as emulator:
+        yield emulator
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,17 +33,6 @@ ORDER = {"transactionType": "BUY", "exchangeSegment": "NSE_EQ", "productType": "
          "price": 1600.0}
 HUGE = "9" * 4000  # digits of a number no JSON parser should be asked to convert
 DEEP = 100_000  # nesting levels of a hostile body
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def sim(clock: ManualClock) -> Iterator[Emulator]:
-    with Emulator(clock=clock, seed=7) as emulator:
-        yield emulator
 
 
 # ---- helpers ------------------------------------------------------------------------------
