@@ -377,9 +377,11 @@ class Replicator:
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
                          positions: NetPositions) -> dict | None:
-        """An exit larger than what our own records vouch the follower holds (a fill we
-        did not see placed moved the position) is checked against the broker's positions
-        by the worker before it is sent: an exit never sells what is not held."""
+        """Every exit is checked against the broker's positions by the worker before it is
+        sent: the follower may have traded in Dhan's app, and that fill's frame can still
+        be on its way, so an exit never sells what is not held. One larger than what our
+        own records vouch for may be waiting on an entry of ours still filling: then the
+        worker reads the positions a few times before it cuts the exit."""
         sign = -1 if leader.transaction_type == "SELL" else 1
         open_against = max(-sign * positions.follower, 0)
         exit_units = min(quantity, open_against)
@@ -387,9 +389,8 @@ class Replicator:
             return None
         vouched = max(-sign * follower.positions.vouched(leader.security_id,
                                                           leader.product_type), 0)
-        if exit_units <= vouched:
-            return None
-        return {"exit_units": exit_units, "lot_size": self._lot_size(leader) or 1}
+        return {"exit_units": exit_units, "lot_size": self._lot_size(leader) or 1,
+                "await_entry": exit_units > vouched}
 
     def _adopt(self, follower: FollowerPlan, leader: OrderReport,
                positions: NetPositions) -> MirrorOrder | None:

@@ -256,7 +256,8 @@ class FollowerWorker:
         held = 0
         # The entry this exit closes may have been sent just before it and not be filled
         # yet (a burst): the holding is read a few times before the exit is cut.
-        for attempt in range(CONFIRM_READS):
+        reads = CONFIRM_READS if confirm.get("await_entry", True) else 1
+        for attempt in range(reads):
             if attempt and self._wait(CONFIRM_GAP_SECONDS):
                 return False
             outcome = self.account.positions()
