@@ -6,6 +6,14 @@ disconnect or failure goes through exponential backoff with full jitter and trie
 forever. Dhan sends no login acknowledgement and no heartbeat, so liveness is websockets'
 ping/pong keepalive: a server that stops answering pings is closed and reconnected.
 
+Silence is told apart from death. Real Dhan can be slow to answer pings (users report 1011
+keepalive closes at the SDK's 20 s, and a 3 s ping timeout reconnects needlessly), so the
+keepalive that closes the connection is tolerant; but a silent stream must be *noticed* fast.
+With `probe_every` set, the client pings that often, and when neither a frame nor the pong
+came within `silent_after` it tells `on_silence(True, ...)` once (the owner reads the order
+book over REST, which is cheap, instead of waiting); the next frame or pong ends the silence
+(`on_silence(False, ...)`).
+
 Dhan refuses a bad login by closing the socket (1008). That is reported as "login refused" and
 retried with backoff like any disconnect; the owner learns of an expired token from REST
 (DH-901) and calls `stop()`.
@@ -72,6 +80,7 @@ YIELD_EVERY = 0.005  # seconds of back-to-back messages before the loop gets a t
 SLOW_REPORT = 0.02  # an on_report this slow holds up pings: counted and logged
 CLOSE_TIMEOUT = 1.0  # closing handshake budget: a stalled server must not hold up a reconnect
 STABLE_AFTER = 30.0  # a connection up this long resets the backoff even if it carried nothing
+SILENT_AFTER = 2.0  # no frame and no pong this long after a probe: the stream is silent
 EXCERPT_CHARS = 200  # of a malformed message, for on_malformed
 DETAIL_CHARS = 160
 
@@ -137,6 +146,9 @@ class LeaderStream:
         ping_timeout: float = 10.0,
         open_timeout: float = 10.0,
         stable_after: float = STABLE_AFTER,
+        probe_every: float | None = None,
+        silent_after: float = SILENT_AFTER,
+        on_silence: Callable[[bool, str], None] | None = None,
     ) -> None:
         if not 0 < backoff_initial <= backoff_max:
             raise ValueError("need 0 < backoff_initial <= backoff_max")
@@ -161,6 +173,9 @@ class LeaderStream:
         self._ping_timeout = ping_timeout
         self._open_timeout = open_timeout
         self._stable_after = stable_after
+        self._probe_every = probe_every
+        self._silent_after = silent_after
+        self._on_silence = on_silence
 
         self._state = StreamState.STOPPED
         self._stopping = False
@@ -182,6 +197,8 @@ class LeaderStream:
         self._forced: str | None = None
         self._warned_slow = False
         self._held: list[OrderReport] | None = None  # reports waiting for on_connected
+        self._silent_since: float | None = None  # a probe went unanswered, nothing came since
+        self._silences = 0
         self._closing: set[asyncio.Task[None]] = set()  # keeps close tasks referenced
 
     def __repr__(self) -> str:
@@ -226,6 +243,11 @@ class LeaderStream:
     def connect_failures(self) -> int:
         """Attempts that never got a websocket connection (on_closed saw code None)."""
         return self._connect_failures
+
+    @property
+    def silences(self) -> int:
+        """Times a probe found the connection silent (no frame, no pong in silent_after)."""
+        return self._silences
 
     @property
     def last_frame_at(self) -> float | None:
@@ -347,6 +369,7 @@ class LeaderStream:
         self._logins += 1
         self._set_state(StreamState.CONNECTED, f"login sent for {self._client_id}")
         catch_up = self._start_catch_up()
+        probe = asyncio.ensure_future(self._probe(ws)) if self._probe_every else None
         turn_at = time.monotonic() + YIELD_EVERY
         try:
             while True:
@@ -359,10 +382,57 @@ class LeaderStream:
         finally:
             if catch_up is not None and not catch_up.done():
                 catch_up.cancel()  # the next login runs its own
+            if probe is not None:
+                probe.cancel()
+            self._heard("the silent connection ended")  # the next one starts afresh
+
+    async def _probe(self, ws: ClientConnection) -> None:
+        """Ping every probe_every; a probe answered by neither a frame nor its pong within
+        silent_after marks the stream silent until one of them comes."""
+        assert self._probe_every is not None
+        while True:
+            await asyncio.sleep(self._probe_every)
+            sent = time.monotonic()
+            try:
+                pong = await ws.ping()
+            except ConnectionClosed:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(pong), self._silent_after)
+            except TimeoutError:
+                last = self._last_frame_at
+                if last is None or last < sent:
+                    self._fell_silent(sent)
+                try:
+                    await pong  # the keepalive closes the connection if it never comes
+                except ConnectionClosed:
+                    return
+            except ConnectionClosed:
+                return
+            self._heard()
+
+    def _fell_silent(self, since: float) -> None:
+        if self._silent_since is not None:
+            return
+        self._silent_since = since
+        self._silences += 1
+        if self._on_silence is not None:
+            _call(self._on_silence, True, f"no frame and no pong for {self._silent_after:g} s")
+
+    def _heard(self, detail: str = "heard from again") -> None:
+        """A frame or a pong (or the connection's end): whatever silence there was is over."""
+        if self._silent_since is None:
+            return
+        silent_for = time.monotonic() - self._silent_since
+        self._silent_since = None
+        if self._on_silence is not None:
+            _call(self._on_silence, False, f"{detail} after {silent_for:.1f} s")
 
     def _on_message(self, message: str | bytes) -> None:
         self._frames += 1
         self._last_frame_at = time.monotonic()
+        if self._silent_since is not None:
+            self._heard()
         try:
             report = parse_frame(message)
         except MalformedFrame as bad:

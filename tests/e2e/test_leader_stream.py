@@ -260,6 +260,27 @@ def test_reconnects_when_the_server_stalls(sim: Emulator, api: dhanhq) -> None:
         assert any("no pong" in d for d in run.details(StreamState.BACKOFF))
 
 
+def test_a_silent_stream_is_noticed_without_being_dropped(sim: Emulator, api: dhanhq) -> None:
+    """A probe unanswered for silent_after says so once, long before the tolerant keepalive
+    would close; the connection stays, and the next frame ends the silence."""
+    silences: list[tuple[bool, str]] = []
+    with Running(sim.ws_url, ping_interval=30.0, ping_timeout=30.0, probe_every=0.1,
+                 silent_after=0.3, on_silence=lambda silent, detail: silences.append(
+                     (silent, detail))) as run:
+        wait_logged_in(sim)
+        sim.stall_stream(LEADER_ID, seconds=60)
+        eventually(lambda: silences)
+        assert silences[0] == (True, "no frame and no pong for 0.3 s")
+        assert run.stream.silences == 1 and run.stream.reconnects == 0
+        assert run.stream.state is StreamState.CONNECTED
+        order_id = place_market(api)  # held by the stall
+        sim.unstall_stream(LEADER_ID)
+        eventually(lambda: len(run.statuses(order_id)) == 3)
+        eventually(lambda: len(silences) == 2)
+        assert silences[1][0] is False and silences[1][1].startswith("heard from again")
+        assert run.stream.silences == 1 and run.stream.reconnects == 0
+
+
 def test_force_reconnect_gets_away_from_a_stalled_server(sim: Emulator, api: dhanhq) -> None:
     """Keepalive too slow to notice: a watchdog forces the reconnect instead."""
     with Running(sim.ws_url, ping_interval=30.0, ping_timeout=30.0) as run:
