@@ -130,7 +130,14 @@ class FakeBroker:
             return Outcome(OutcomeKind.SUCCESS, found)
 
     def order_by_correlation(self, correlation_id: str) -> Outcome:
-        """Through the order book, as DhanAccount does (slices share the id)."""
+        """Through the order book, as DhanAccount does (slices share the id). A failure
+        injected for "order_by_correlation" answers before the book is read (a book that
+        lags a new order: `fail("order_by_correlation", OutcomeKind.NOT_FOUND)`)."""
+        with self._lock:
+            self.calls.append(("order_by_correlation", correlation_id))
+            failure = self._failure("order_by_correlation")
+            if failure is not None:
+                return failure.outcome
         book = self.order_book()
         if not book.ok:
             return book

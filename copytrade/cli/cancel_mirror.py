@@ -5,8 +5,7 @@ confirms, renders and picks the exit code."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,15 +15,9 @@ from copytrade.errors import AuthError, BrokerError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
-    from copytrade.config import Config, Secret
-    from copytrade.dhan.rest import DhanAccount
+    from copytrade.config import Config
     from copytrade.engine.cancel import CancelPlan, CancelResult
-    from copytrade.home import HomePaths
-
-PLAN_HEADER = ("leader order", "follower", "follower order(s)", "state")
-RESULT_HEADER = ("leader order", "follower", "follower order", "result")
 
 
 def cancel_mirror(
@@ -51,41 +44,47 @@ def cancel_mirror(
     """
     from rich.console import Console
 
+    from copytrade.cli import render
+    from copytrade.cli.context import Context
     from copytrade.cli.logs import log_to_file
-    from copytrade.config import load_config, require_valid
     from copytrade.engine.cancel import Selection, cancel_mirrors, plan_cancel
-    from copytrade.home import home_paths
-    from copytrade.store.db import open_store
-    from copytrade.store.repo import Store
 
     ids = tuple(dict.fromkeys(i.strip() for i in leader_order_ids or ()))
     if all_open == bool(ids):
         raise UsageError("give leader order ids or --all-open (one of them, not both)")
     if any(not i for i in ids):
         raise UsageError("a leader order id is empty")
-    paths = home_paths()
-    loaded = load_config(config)
-    tokens = require_valid(loaded)
-    name = _follower_name(loaded, follower) if follower is not None else None
-    log_to_file(paths.log_dir)  # the SDK logs its errors: to the file, not to stderr
-    store = Store(open_store(paths.database_file), lambda: datetime.now(UTC))
-    plan = plan_cancel(Selection(ids, all_open, name))
+    context = Context.load(config)
+    name = _follower_name(context.config, follower) if follower is not None else None
+    log_to_file(context.paths.log_dir)  # the SDK logs its errors: to the file, not to stderr
+    store = context.store
+    plan = plan_cancel(Selection(ids, all_open, name), store)
     console = Console(highlight=False)
     if plan.order_count and not yes:
         _confirm(console, plan)
     names = {target.follower for target in plan.targets}
-    accounts = _accounts(loaded, tokens, names)
-    results = cancel_mirrors(store, accounts, plan,
-                             acquire=_limiters(paths, accounts))
+    # Only enabled followers have an account (a disabled one's orders are reported).
+    accounts = {n: context.accounts[n] for n in names if n in context.accounts}
+    results = cancel_mirrors(store, accounts, plan, acquire={
+        n: context.limiter_for(account.client_id, _sleep).acquire
+        for n, account in accounts.items()})
     if not results:
         typer.echo("nothing to cancel: no open mirror" + (f" of follower {name}" if name else ""))
         return
     if console.is_terminal:
-        console.print(results_table(results))
+        console.print(render.cancel_table(results))
     else:
-        typer.echo(plain_table(RESULT_HEADER, result_rows(results)))
-    typer.echo(summary_line(results))
+        typer.echo(render.plain_table(render.CANCEL_RESULT_HEADER, render.cancel_rows(results)))
+    typer.echo(render.cancel_summary(results))
     _exit_for(results)
+
+
+def _sleep(seconds: float) -> bool:
+    """The limiter's wait here: never told to stop (Ctrl-C interrupts)."""
+    import time
+
+    time.sleep(seconds)
+    return False
 
 
 def _follower_name(config: Config, wanted: str) -> str:
@@ -97,42 +96,17 @@ def _follower_name(config: Config, wanted: str) -> str:
 
 
 def _confirm(console: Console, plan: CancelPlan) -> None:
+    from copytrade.cli import render
+
     count = plan.order_count
     noun = "follower order" if count == 1 else "follower orders"
     if sys.stdin is None or not sys.stdin.isatty():
         raise UsageError(f"refusing to cancel {count} {noun} without confirmation: stdin is "
                          "not a terminal; pass --yes to cancel without asking")
-    console.print(plan_table(plan))
+    console.print(render.cancel_plan_table(plan))
     if not typer.confirm(f"Cancel {count} {noun}?", default=False):
         typer.echo("nothing cancelled")
         raise typer.Exit(0)
-
-
-def _accounts(config: Config, tokens: dict[str, Secret],
-              names: set[str]) -> dict[str, DhanAccount]:
-    """An account per enabled follower among `names` (a disabled one has none)."""
-    from copytrade.engine.broker import account_for
-
-    timeout = config.settings.http_timeout_seconds
-    return {f.name: account_for(f.account, tokens[f.account.client_id], timeout=timeout)
-            for f in config.enabled_followers if f.name in names}
-
-
-def _limiters(paths: HomePaths,
-              accounts: dict[str, DhanAccount]) -> dict[str, Callable[[], bool]]:
-    """follow's per-account rate limiter (the same persisted windows): cancels are
-    order calls, and what is sent here counts against what follow may still send."""
-    import time
-
-    from copytrade.engine.limits import AccountLimiter
-
-    def wait(seconds: float) -> bool:
-        time.sleep(seconds)
-        return False  # never told to stop: Ctrl-C interrupts
-
-    return {name: AccountLimiter(paths.data_dir / "limits.db", account.client_id,
-                                 now_ms=lambda: int(time.time() * 1000), wait=wait).acquire
-            for name, account in accounts.items()}
 
 
 def _exit_for(results: Sequence[CancelResult]) -> None:
@@ -148,53 +122,3 @@ def _exit_for(results: Sequence[CancelResult]) -> None:
     unmatched = [r.leader_order_id for r in results if r.kind is ResultKind.NO_MIRROR]
     if unmatched:
         raise UsageError(f"no mirror of leader order {', '.join(unmatched)}")
-
-
-# ---- rendering (pure) ---------------------------------------------------------------------
-
-def plan_rows(plan: CancelPlan) -> list[tuple[str, str, str, str]]:
-    return [(t.leader_order_id, t.follower, ", ".join(t.order_ids) or "(not placed yet)",
-             t.state.lower()) for t in plan.targets]
-
-
-def result_rows(results: Sequence[CancelResult]) -> list[tuple[str, str, str, str]]:
-    from copytrade.redact import redact
-
-    # r.text can quote the broker's reply or a library's exception
-    return [(r.leader_order_id, r.follower or "-", r.follower_order_id or "-", redact(r.text))
-            for r in results]
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(header_style="bold")
-    for title in header:
-        table.add_column(title, overflow="fold")
-    for row in rows:  # Text, not markup: a broker's message may hold "[...]"
-        table.add_row(*(Text(cell) for cell in row))
-    return table
-
-
-def plan_table(plan: CancelPlan) -> Table:
-    return _table(PLAN_HEADER, plan_rows(plan))
-
-
-def results_table(results: Sequence[CancelResult]) -> Table:
-    return _table(RESULT_HEADER, result_rows(results))
-
-
-def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned columns, no box or colour: for pipes and logs."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             .rstrip() for row in (header, *rows)]
-    return "\n".join(lines)
-
-
-def summary_line(results: Sequence[CancelResult]) -> str:
-    counts: dict[str, int] = {}
-    for result in results:
-        counts[result.kind.value] = counts.get(result.kind.value, 0) + 1
-    return ", ".join(f"{count} {kind}" for kind, count in counts.items())

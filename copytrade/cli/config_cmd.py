@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -66,6 +65,7 @@ def show_command(
     Each token appears only as "set (env NAME)", "set (secrets file)" or "MISSING".
     The TOML form is itself a valid copytrade.toml.
     """
+    from copytrade.cli.render import render_toml
     from copytrade.config import load_config, redacted, token_sources
 
     loaded = load_config(config)
@@ -75,59 +75,3 @@ def show_command(
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-# --- TOML text ---------------------------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def render_toml(data: dict[str, Any]) -> str:
-    """The redacted config as TOML: tokens and unset options become comments."""
-    lines = [
-        f"# Effective configuration from {_one_line(data['source'] or '(no file)')}",
-        "# Defaults are filled in; tokens are never shown.",
-        "",
-        "[leader]",
-        *_table_lines(data["leader"]),
-    ]
-    for follower in data["followers"]:
-        lines += ["", "[[followers]]", *_table_lines(follower)]
-    settings = dict(data["settings"])
-    freeze_limits = settings.pop("freeze_limits")
-    lines += ["", "[settings]", *_table_lines(settings)]
-    lines += ["", "[settings.freeze_limits]", *_table_lines(freeze_limits)]
-    return "\n".join(lines)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.splitlines())
-
-
-def _table_lines(table: dict[str, Any]) -> list[str]:
-    lines = []
-    for key, value in table.items():
-        if key == "token":
-            lines.append(f"# token: {value}")
-        elif value is None:
-            lines.append(f"# {key}: not set")
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    return lines
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        # A JSON string is a TOML basic string, once DEL (raw in JSON, not in TOML) is escaped.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")

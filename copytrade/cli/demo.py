@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from copytrade.store.repo import Store
 
 
 def demo(
@@ -23,24 +25,23 @@ def demo(
     """
     from rich.console import Console
 
+    from copytrade.cli.context import Context
     from copytrade.cli.follow import run_engine
     from copytrade.cli.logs import log_to_file
     from copytrade.cli.render import summary_table
-    from copytrade.config import load_config, require_valid
     from copytrade.demo import demo_world, leader_session, wait_until
-    from copytrade.engine.follow import FollowEngine
-    from copytrade.store.db import open_store
+    from copytrade.home import HomePaths
     from copytrade.store.queries import lags_ms, recent_orders
-    from copytrade.store.repo import Store
 
     console = Console()
     with demo_world() as world:
-        log_to_file(world.home / "logs")
-        config = load_config(world.config_path)
-        tokens = require_valid(config, world.environ, secrets_file=world.home / "secrets.toml")
-        store = Store(open_store(world.home / "copytrade.db", background_checkpoints=True),
-                      lambda: datetime.now(UTC))
-        engine = FollowEngine(config, tokens, store, limits_path=world.home / "limits.db")
+        paths = HomePaths.from_dirs(world.home, world.home, world.home / "logs")
+        log_to_file(paths.log_dir)
+        context = Context.load(world.config_path, environ=world.environ,
+                               secrets_file=paths.secrets_file, paths=paths,
+                               background_checkpoints=True)
+        store = context.store
+        engine = context.follow_engine()
         engine.prepare()
         stop = threading.Event()
         script_log: list[str] = []
@@ -65,7 +66,5 @@ def demo(
                       "and the demo's database were temporary.", highlight=False)
 
 
-def settled(store) -> bool:
-    from copytrade.store.models import Intent
-
-    return not Intent.select().where(Intent.status == "SENDING").exists()
+def settled(store: Store) -> bool:
+    return not store.unfinished_intents()

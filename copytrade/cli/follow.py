@@ -6,7 +6,6 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -37,26 +36,18 @@ def follow(
     """
     from rich.console import Console
 
+    from copytrade.cli.context import Context
     from copytrade.cli.logs import log_to_file
-    from copytrade.config import load_config, require_valid
-    from copytrade.engine.follow import FollowEngine
     from copytrade.engine.lock import acquire_follow_lock
-    from copytrade.home import home_paths
-    from copytrade.store.db import open_store
     from copytrade.store.queries import last_event_ids
-    from copytrade.store.repo import Store
 
-    paths = home_paths()
-    loaded = load_config(config)
-    tokens = require_valid(loaded)
-    paths.create_dirs()
-    lock = acquire_follow_lock(paths.data_dir / "follow.lock")
+    context = Context.load(config, background_checkpoints=True)
+    context.paths.create_dirs()
+    lock = acquire_follow_lock(context.lock_path)
     try:
-        log_to_file(paths.log_dir)
-        store = Store(open_store(paths.database_file, background_checkpoints=True),
-                      lambda: datetime.now(UTC))
+        log_to_file(context.paths.log_dir)
+        engine = context.follow_engine()  # opens the store
         printed_up_to = last_event_ids()  # earlier runs' events are not printed again
-        engine = FollowEngine(loaded, tokens, store, limits_path=paths.data_dir / "limits.db")
         engine.prepare()
         run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
     finally:
@@ -139,6 +130,7 @@ def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
            printed_up_to: tuple[int, int] | None = None) -> None:
     """Not a terminal: one line per state change and audit event of this run, as they
     happen."""
+    from copytrade.cli.render import audit_event_line, state_event_line
     from copytrade.store.queries import audit_events_after, last_event_ids, state_events_after
 
     console.print(f"{title}: started", highlight=False)
@@ -147,15 +139,10 @@ def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
         running = _running(worker, deadline)
         for event in state_events_after(last_state):
             last_state = event.id
-            mirror = event.mirror
-            console.print(f"{event.at:%H:%M:%S} {mirror.follower} leader "
-                          f"{mirror.leader_order_id}: {event.from_state} -> {event.to_state}"
-                          f"{' (' + event.detail + ')' if event.detail else ''}",
-                          highlight=False, soft_wrap=True)
+            console.print(state_event_line(event), highlight=False, soft_wrap=True)
         for audit in audit_events_after(last_audit):
             last_audit = audit.id
-            console.print(f"{audit.at:%H:%M:%S} {audit.kind}: {audit.message}",
-                          highlight=False, soft_wrap=True)
+            console.print(audit_event_line(audit), highlight=False, soft_wrap=True)
         if not running:
             return
         time.sleep(REFRESH_SECONDS)

@@ -5,7 +5,7 @@ code."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -19,12 +19,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.table import Table
 
-    from copytrade.engine.replay import Progress, ReplayReport, ReplayRow
-
-HEADER = ("leader order", "order", "follower", "result", "detail")
-STAGES = {"prepare": "reading books", "orders": "leader orders", "calls": "follower calls"}
+    from copytrade.engine.replay import Progress, ReplayReport
 
 
 def replay_missed(
@@ -57,13 +53,12 @@ def replay_missed(
     """
     from rich.console import Console
 
+    from copytrade.cli import render
+    from copytrade.cli.context import Context
     from copytrade.cli.logs import log_to_file
-    from copytrade.config import load_config, require_valid
     from copytrade.core.timeparse import parse_time, parse_window
     from copytrade.engine.lock import acquire_follow_lock
     from copytrade.engine.replay import replay_missed as run_replay
-    from copytrade.engine.replay import select_followers
-    from copytrade.home import home_paths
 
     now = datetime.now(UTC)
     for option, text in (("--since", since), ("--until", until)):
@@ -78,39 +73,33 @@ def replay_missed(
         raise UsageError(str(exc)) from None
     if max_age is not None and not max_age > 0:
         raise UsageError("--max-age must be more than 0 seconds")
-    paths = home_paths()
-    loaded = load_config(config)
-    tokens = require_valid(loaded)
-    select_followers(loaded, follower, max_age)  # an unknown --follower: exit 2 before anything
-    paths.create_dirs()
-    lock_path = paths.data_dir / "follow.lock"
+    context = Context.load(config)
+    context.wiring.select(follower, max_age)  # an unknown --follower: exit 2 before anything
+    context.paths.create_dirs()
+    lock_path = context.lock_path
     try:
         lock = acquire_follow_lock(lock_path)
     except AlreadyRunningError:
         raise AlreadyRunningError(f"follow is running and catches up by itself: nothing to "
                                   f"replay while it runs (pid {_holder(lock_path)})") from None
     try:
-        log_to_file(paths.log_dir)  # the SDK logs its errors: to the file, not to stderr
+        log_to_file(context.paths.log_dir)  # the SDK logs its errors: to the file, not stderr
         console = Console(highlight=False)
-        mode = " (dry run: nothing is sent or recorded)" if dry_run else ""
-        typer.echo(f"replay-missed{mode}: leader orders created {start:%Y-%m-%d %H:%M:%S} "
-                   f"to {end:%Y-%m-%d %H:%M:%S} IST")
-        with _progress(console) as on_progress:
-            report = run_replay(loaded, tokens, database_file=paths.database_file,
-                                limits_path=paths.data_dir / "limits.db", since=start,
-                                until=end, follower=follower, max_age=max_age,
-                                dry_run=dry_run, on_progress=on_progress)
+        typer.echo(render.replay_heading(start, end, dry_run=dry_run))
+        with _progress(console) as on_progress, context.run_store(dry_run=dry_run) as store:
+            report = run_replay(context.wiring, store, since=start, until=end,
+                                follower=follower, max_age=max_age, dry_run=dry_run,
+                                on_progress=on_progress)
     finally:
         lock.close()
     if not report.rows:
-        typer.echo(f"nothing to replay: no leader order created in the window "
-                   f"({report.orders_in_book} in the leader's order book)")
+        typer.echo(render.nothing_to_replay(report))
     else:
         if console.is_terminal:
-            console.print(results_table(report.rows))
+            console.print(render.replay_table(report.rows))
         else:
-            typer.echo(plain_table(HEADER, result_rows(report.rows)))
-        typer.echo(summary_line(report))
+            typer.echo(render.plain_table(render.REPLAY_HEADER, render.replay_rows(report.rows)))
+        typer.echo(render.replay_summary(report))
     _exit_for(report)
 
 
@@ -125,21 +114,17 @@ def _holder(path: Path) -> str:
 def _progress(console: Console) -> Iterator[Callable[[Progress], None]]:
     """A Rich progress bar per stage on a terminal; else a plain line as each stage ends
     (and per answered call)."""
+    from copytrade.cli import render
+
     if not console.is_terminal:
         said: set[tuple[str, int, int]] = set()
 
         def plain(progress: Progress) -> None:
             key = (progress.stage, progress.done, progress.total)
-            ended = progress.done == progress.total
-            if key in said or (not ended and progress.stage != "calls"):
-                return
-            said.add(key)
-            if progress.stage == "prepare":
-                typer.echo("read the leader's and followers' books")
-            elif progress.stage == "orders":
-                typer.echo(f"decided on {progress.total} leader order(s)")
-            elif progress.total:
-                typer.echo(f"follower calls answered: {progress.done}/{progress.total}")
+            line = render.replay_progress_line(progress)
+            if key not in said and line is not None:
+                said.add(key)
+                typer.echo(line)
 
         yield plain
         return
@@ -152,7 +137,8 @@ def _progress(console: Console) -> Iterator[Callable[[Progress], None]]:
 
     def show(progress: Progress) -> None:
         if progress.stage not in tasks:
-            tasks[progress.stage] = bars.add_task(STAGES.get(progress.stage, progress.stage),
+            tasks[progress.stage] = bars.add_task(render.REPLAY_STAGES.get(progress.stage,
+                                                                           progress.stage),
                                                   total=progress.total)
         bars.update(tasks[progress.stage], completed=progress.done,  # type: ignore[arg-type]
                     total=progress.total)
@@ -170,44 +156,3 @@ def _exit_for(report: ReplayReport) -> None:
                         f"{len(failed)} mirror(s) not done")
     if failed:
         raise BrokerError(f"{len(failed)} mirror(s) failed or stayed unknown (see the table)")
-
-
-# ---- rendering (pure) ---------------------------------------------------------------------
-
-def result_rows(rows: Sequence[ReplayRow]) -> list[tuple[str, str, str, str, str]]:
-    from copytrade.redact import redact
-
-    # row.detail can quote the broker's reply or a library's exception
-    return [(row.leader_order_id + (f"/{row.leg}" if row.leg != 1 else ""), row.order,
-             row.follower, row.result, redact(row.detail) or "-") for row in rows]
-
-
-def results_table(rows: Sequence[ReplayRow]) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    styles = {"placed": "green", "modified": "cyan", "cancelled": "yellow",
-              "skipped": "magenta", "failed": "red", "already mirrored": "dim"}
-    table = Table(header_style="bold")
-    for title in HEADER:
-        table.add_column(title, overflow="fold")
-    for row, cells in zip(rows, result_rows(rows), strict=True):
-        style = styles.get(row.kind.value, "")
-        # Text, not markup: a broker's message may hold "[...]"
-        table.add_row(*(Text(cell, style=style if index == 3 else "")
-                        for index, cell in enumerate(cells)))
-    return table
-
-
-def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Aligned columns, no box or colour: for pipes, logs and cron mail."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     .rstrip() for row in (header, *rows))
-
-
-def summary_line(report: ReplayReport) -> str:
-    counts = ", ".join(f"{count} {result}" for result, count in report.counts().items())
-    if report.dry_run:
-        return f"dry run, nothing sent or recorded: {counts}"
-    return counts

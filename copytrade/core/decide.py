@@ -1,6 +1,7 @@
 """The decision core (pure): a leader order's merged state + one follower's mirror of it
--> what to do for that follower. Follow, the catch-up barrier and reconciliation all
-call this one function, so there is one way an order gets mirrored.
++ the follower's order as sized -> what to do for that follower. core/plan.py wraps it
+with sizing and staleness; follow, the catch-up barrier and the reconciler's replacements
+all go through that one planner, so there is one way an order gets mirrored.
 
 It converges on a desired state rather than replaying events: the same inputs give the
 same answer however many times, and in whatever order, the reports arrived.
@@ -8,7 +9,6 @@ same answer however many times, and in whatever order, the reports arrived.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -79,20 +79,18 @@ class MirrorView:
     reopenable: bool = False
 
 
-SizeFn = Callable[[], SizedOrder | Skip]
-
-
 def needs_quote(leader: OrderReport) -> bool:
     """Whether stale_reason may ask for a quote: a market order first seen filled."""
     return leader.status == OrderStatus.TRADED and leader.order_type in UNPRICED_TYPES
 
 
 def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
-                 max_drift_percent: float, last_price: Callable[[], float | None]) -> str:
+                 max_drift_percent: float, quote: float | None) -> str:
     """Why a leader order first seen late is not chased ("" to mirror it): older than the
     follower's max_order_age_seconds, or a market order that already filled and whose price
     has since moved more than max_price_drift_percent. No quote to check against: not
-    chased either (fail closed: the follower would buy at an unknown price)."""
+    chased either (fail closed: the follower would buy at an unknown price). `quote` is
+    fetched by the caller before its write transaction (see `needs_quote`)."""
     if leader.created_at is not None:
         age = (now - leader.created_at).total_seconds()
         if age > max_age_seconds:
@@ -100,7 +98,7 @@ def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
                     f"{max_age_seconds:g}: not chased")
     if needs_quote(leader):
         filled_at = leader.average_price
-        price = last_price()
+        price = quote
         if price is None or filled_at <= 0:
             return "filled market order caught up late, and no price to check the drift"
         drift = abs(price - filled_at) / filled_at * 100
@@ -118,20 +116,46 @@ def effective_trigger(order_type: str, trigger_price: float) -> float:
     return 0.0 if order_type in UNTRIGGERED_TYPES else trigger_price
 
 
+def needs_size(leader: OrderReport, mirror: MirrorView | None, *,
+               mirror_on_transit: bool) -> bool:
+    """Whether `decide` will use a size for these inputs: callers gather sizing's inputs
+    (lot size, positions, the clock) only then, which keeps duplicates and waits cheap."""
+    return _unsized(leader, mirror, mirror_on_transit) is None
+
+
 def decide(leader: OrderReport, mirror: MirrorView | None, *, mirror_on_transit: bool,
-           size: SizeFn) -> list[Action]:
+           sized: SizedOrder | Skip | None) -> list[Action]:
+    """The actions for one follower. `sized` is the follower's order sized for the leader's
+    current state (its total, for a mirror that exists); None is accepted only where
+    `needs_size` says no size is used."""
+    decided = _unsized(leader, mirror, mirror_on_transit)
+    if decided is not None:
+        return decided
+    if sized is None:
+        raise ValueError(f"leader order {leader.order_id} {leader.status} needs a size")
     if mirror is None:
-        return _first_decision(leader, mirror_on_transit, size)
+        return _first_place(leader, sized)
+    if mirror.state in TERMINAL_STATES:
+        return _top_up(leader, mirror, sized)
+    return _follow_changes(leader, mirror, sized)  # TRADED too: its last change may be news
+
+
+def _unsized(leader: OrderReport, mirror: MirrorView | None,
+             mirror_on_transit: bool) -> list[Action] | None:
+    """The decisions that need no size; None where the size decides."""
+    if mirror is None:
+        return _first_unsized(leader, mirror_on_transit)
     if mirror.state is MirrorState.PENDING_CANCEL:
         return []
     if mirror.state in TERMINAL_STATES:
-        return _top_up(leader, mirror, size) if mirror.reopenable else []
+        reopen = mirror.reopenable and leader.status not in ENDED_WITHOUT_FILL
+        return None if reopen else []
     if leader.status in ENDED_WITHOUT_FILL:
         return [Action(ActionKind.CANCEL, reason=f"leader order {leader.status.lower()}")]
-    return _follow_changes(leader, mirror, size)  # TRADED too: its last change may be news
+    return None
 
 
-def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) -> list[Action]:
+def _first_unsized(leader: OrderReport, mirror_on_transit: bool) -> list[Action] | None:
     if leader.status == OrderStatus.REJECTED:
         why = f": {leader.reason}" if leader.reason else ""
         return [Action(ActionKind.SKIP, reason=f"leader order rejected{why}")]
@@ -142,7 +166,10 @@ def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) 
     if not leader.exchange_accepted and not (mirror_on_transit
                                              and leader.status == OrderStatus.TRANSIT):
         return []  # wait: an order in transit can still be rejected by the leader's broker
-    sized = size()
+    return None
+
+
+def _first_place(leader: OrderReport, sized: SizedOrder | Skip) -> list[Action]:
     if isinstance(sized, Skip):
         return [Action(ActionKind.SKIP, reason=sized.reason, code=sized.code)]
     return [Action(ActionKind.PLACE, quantity=sized.quantity,
@@ -152,11 +179,8 @@ def _first_decision(leader: OrderReport, mirror_on_transit: bool, size: SizeFn) 
                    slice=sized.slice)]
 
 
-def _top_up(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Action]:
+def _top_up(leader: OrderReport, mirror: MirrorView, sized: SizedOrder | Skip) -> list[Action]:
     """The leader grew an order whose mirror had ended: place the difference anew."""
-    if leader.status in ENDED_WITHOUT_FILL:
-        return []
-    sized = size()
     if isinstance(sized, Skip) or sized.quantity <= mirror.filled_quantity:
         return []
     return [Action(ActionKind.PLACE, quantity=sized.quantity - mirror.filled_quantity,
@@ -166,8 +190,8 @@ def _top_up(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Actio
                    slice=sized.slice, reason="leader grew the order")]
 
 
-def _follow_changes(leader: OrderReport, mirror: MirrorView, size: SizeFn) -> list[Action]:
-    sized = size()
+def _follow_changes(leader: OrderReport, mirror: MirrorView,
+                    sized: SizedOrder | Skip) -> list[Action]:
     if isinstance(sized, Skip):
         return [Action(ActionKind.CANCEL, reason=f"{RESIZED_AWAY}{sized.reason}",
                        code=ReasonCode.RESIZED_AWAY)]

@@ -2,7 +2,8 @@
 cancel-mirror ask of one account. `dhan.rest.DhanAccount` is the real one (talking to
 Dhan or to the emulator); tests may hand in an in-memory fake (tests/fakes.py).
 
-`account_for` is the one place an account is built from the configuration.
+`account_for` is the one place an account is built from the configuration (called by the
+composition root, copytrade/cli/context.py).
 """
 
 from __future__ import annotations

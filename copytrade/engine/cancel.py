@@ -11,6 +11,10 @@ reads through MirrorUpdater, so the mirror's state is the broker's whether or no
 follower stream is listening. An order the broker refuses to cancel is read, and its
 real state (filled, already cancelled) is reported rather than treated as an error.
 
+Every call goes through one Executor per follower (engine/executor.py): the cancel
+converging, the lookup by correlation id then adoption, the rate-limit slot, throttling,
+and a refused token (no more calls to that account in this run).
+
 Pure of the CLI: selection in, results out (CancelResult rows, one per follower order).
 """
 
@@ -27,10 +31,17 @@ from typing import TYPE_CHECKING
 from copytrade.core.events import OPEN_STATUSES, OrderReport, OrderStatus
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import OPEN_STATES, InvalidTransition, MirrorState, Trigger
-from copytrade.dhan.rest import Outcome, OutcomeKind
+from copytrade.dhan.rest import OutcomeKind
+from copytrade.engine.executor import (
+    Backoff,
+    CancelOutcome,
+    Executor,
+    LookupKind,
+    intent_status,
+    token_refused_text,
+)
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
-from copytrade.engine.worker import intent_status
 from copytrade.errors import StoreError
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
@@ -41,7 +52,7 @@ if TYPE_CHECKING:
 CANCEL_REASON = "cancelled by cancel-mirror"
 INTENT_REQUEST = {"reason": "cancel-mirror"}
 AUDIT_KIND = "cancel_mirror"
-CANCEL_ATTEMPTS = 4  # per follower order: throttled or unknown outcomes are retried
+RUN_AGAIN = "run cancel-mirror again"  # what a refused token's text asks for after refreshing
 CONFIRM_SECONDS = 5.0  # reading cancelled orders back until the broker says CANCELLED
 SETTLE_SECONDS = 3.0  # a mirror whose place is in flight: waiting for its order id
 _TARGET_STATES = frozenset({*OPEN_STATES, MirrorState.PLANNED})
@@ -112,18 +123,13 @@ class CancelPlan:
 
 # ---- planning (reads only) ------------------------------------------------------------------
 
-def plan_cancel(selection: Selection) -> CancelPlan:
-    query = MirrorOrder.select()
-    if selection.follower is not None:
-        query = query.where(MirrorOrder.follower == selection.follower)
-    wanted: list[str] = []
-    if selection.all_open:
-        query = query.where(MirrorOrder.state.in_([s.value for s in _TARGET_STATES]))
-    else:
-        wanted = list(dict.fromkeys(selection.leader_order_ids))
-        query = query.where(MirrorOrder.leader_order.in_(wanted))
+def plan_cancel(selection: Selection, store: Store) -> CancelPlan:
+    wanted = [] if selection.all_open else list(dict.fromkeys(selection.leader_order_ids))
+    mirrors = store.mirrors_to_cancel(
+        follower=selection.follower, leader_order_ids=wanted,
+        states={s.value for s in _TARGET_STATES} if selection.all_open else None)
     groups: dict[tuple[str, str, int], list[MirrorOrder]] = defaultdict(list)
-    for mirror in query.order_by(MirrorOrder.id):
+    for mirror in mirrors:
         groups[(mirror.leader_order_id, mirror.follower, mirror.leg)].append(mirror)
     rank = {order_id: index for index, order_id in enumerate(wanted)}
     targets: list[Target] = []
@@ -205,13 +211,7 @@ def _filled_detail(kind: ResultKind, traded: int, quantity: int) -> str:
 
 # ---- cancelling -------------------------------------------------------------------------------
 
-@dataclass
-class LegOutcome:
-    order_id: str
-    sent: bool  # the broker took the cancel
-    outcome: Outcome  # the last call's
-    report: OrderReport | None = None  # the order as last read
-    earlier: tuple[str, ...] = ()  # the calls before the last, described
+LegOutcome = CancelOutcome  # one follower order's cancel, as the executor converged it
 
 
 @dataclass
@@ -236,7 +236,7 @@ def cancel_mirrors(store: Store, accounts: Mapping[str, Broker],
     `accounts` maps follower name -> its account; `acquire` (optional) follower name ->
     a rate-limiter slot taker shared with follow. A plan from plan_cancel() cancels what
     was confirmed; a Selection plans afresh."""
-    plan = selection if isinstance(selection, CancelPlan) else plan_cancel(selection)
+    plan = selection if isinstance(selection, CancelPlan) else plan_cancel(selection, store)
     return _Canceller(store, accounts, acquire or {}, sleep).run(
         plan, confirm_seconds, settle_seconds)
 
@@ -249,10 +249,27 @@ class _Canceller:
         self.accounts = accounts
         self.acquire = acquire
         self.sleep = sleep
-        self.refused: dict[str, Outcome] = {}  # follower -> DH-901: no more calls to it
         books: dict[str, PositionBook] = defaultdict(PositionBook)
         # follow keeps positions in memory; here they are only a sink for the updater
         self.updater = MirrorUpdater(store, books.__getitem__)
+        self.executors: dict[str, Executor] = {}
+
+    def _executor(self, follower: str, account: Broker) -> Executor:
+        """The follower's calls in this run: shared by its mirrors, so a refused token
+        stops calls to that account for the rest of the run."""
+        if follower not in self.executors:
+            self.executors[follower] = Executor(
+                follower, account, self.store, self.updater,
+                acquire=self.acquire.get(follower, lambda: True), wait=self._pause,
+                # short: an operator is waiting; throttling still backs off >= 1 s (Dhan)
+                backoff=Backoff(initial=1.0, maximum=4.0),
+                lookup_backoff=Backoff(initial=0.25, maximum=2.0),
+                write=lambda: _write(self.store), then=RUN_AGAIN)
+        return self.executors[follower]
+
+    def _pause(self, seconds: float) -> bool:
+        self.sleep(seconds)
+        return False  # cancel-mirror is never told to stop half-way
 
     def run(self, plan: CancelPlan, confirm_seconds: float,
             settle_seconds: float) -> list[CancelResult]:
@@ -276,9 +293,10 @@ class _Canceller:
             work.results = [self._failed(target, None, f"follower {target.follower} is not "
                                          "enabled in the configuration: its account is unknown")]
             return work
+        executor = self._executor(target.follower, account)
         mirror = self.store.mirror_by_id(target.mirror_id)
         if not legs_of(mirror) and MirrorState(mirror.state) in _TARGET_STATES:
-            unplaced = self._find_unplaced(target, account, settle_seconds)
+            unplaced = self._find_unplaced(target, executor, settle_seconds)
             if unplaced is not None:
                 work.results = [unplaced]
                 return work
@@ -287,8 +305,8 @@ class _Canceller:
         if not open_ids:  # it ended since it was planned (follow saw it fill, say)
             work.results = _ended_results(mirror)
             return work
-        if target.follower in self.refused:  # its token was refused on an earlier mirror
-            text = _auth_text(self.refused[target.follower])
+        if executor.refused is not None:  # its token was refused on an earlier mirror
+            text = executor.refused_text()
             work.results = [self._failed(target, order_id, text, auth=True)
                             for order_id in open_ids]
             return work
@@ -298,15 +316,14 @@ class _Canceller:
             self.store.update_mirror(mirror, reason=CANCEL_REASON)
             work.intent_id = self.store.add_intent(mirror, IntentAction.CANCEL, INTENT_REQUEST).id
         for order_id in open_ids:
-            leg = self._cancel_leg(target.follower, account, order_id)
+            leg = executor.cancel(order_id)
             work.legs.append(leg)
-            if leg.outcome.kind is OutcomeKind.AUTH:
-                self.refused[target.follower] = leg.outcome
+            if leg.refused_token:
                 break  # this account takes no more calls
         self._record_calls(work, mirror.id)
         return work
 
-    def _find_unplaced(self, target: Target, account: Broker,
+    def _find_unplaced(self, target: Target, executor: Executor,
                        settle_seconds: float) -> CancelResult | None:
         """A mirror with no follower order yet: its place may be in flight in follow.
         Wait (bounded) for its order id, then look it up by correlation id; None once
@@ -323,54 +340,13 @@ class _Canceller:
                 break
             self.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 0.5)
-        found = account.order_by_correlation(mirror.correlation_id)
-        if found.kind is OutcomeKind.AUTH:
-            self.refused[target.follower] = found
-            return self._failed(target, None, _auth_text(found), auth=True)
-        if not found.ok:
+        found = executor.lookup(mirror.id, mirror.correlation_id)  # adopts what it finds
+        if found.kind is LookupKind.AUTH:
+            return self._failed(target, None, executor.refused_text(), auth=True)
+        if found.kind is not LookupKind.FOUND:
             return self._failed(target, None, "no follower order yet (its place request may "
                                 "still be in flight): nothing cancelled, run again")
-        with _write(self.store):
-            self.updater.adopt_order_ids(mirror.id, [r.order_id for r in found.data])
-            for report in found.data:
-                self.updater.apply_report(mirror.id, report)
         return None
-
-    def _cancel_leg(self, follower: str, account: Broker, order_id: str) -> LegOutcome:
-        """Cancel one follower order, converging: a refusal or an unknown outcome is
-        answered by reading the order; throttled and unknown calls are sent again
-        (a cancel is idempotent), a definitive refusal of an open order is not."""
-        outcome = Outcome(OutcomeKind.UNKNOWN, message="not sent")
-        report: OrderReport | None = None
-        earlier: list[str] = []
-        take_slot = self.acquire.get(follower)
-        for attempt in range(CANCEL_ATTEMPTS):
-            if attempt:
-                read = f" -> {report.status}" if report is not None else ""
-                earlier.append(f"{outcome.describe()}{read}")
-            if take_slot is not None and not take_slot():
-                outcome = Outcome(OutcomeKind.UNKNOWN,
-                                  message="stopped while waiting for the rate limit")
-                break
-            outcome = account.cancel(order_id)
-            if outcome.ok or outcome.kind is OutcomeKind.AUTH:
-                return LegOutcome(order_id, outcome.ok, outcome, None, tuple(earlier))
-            if outcome.kind is OutcomeKind.THROTTLED:
-                report = None
-                self.sleep(min(1.0 * 2**attempt, 4.0))  # Dhan: back off at least a second
-                continue
-            found = account.order(order_id)
-            if found.kind is OutcomeKind.AUTH:
-                return LegOutcome(order_id, False, found, None, tuple(earlier))
-            report = found.data if found.ok else None
-            if report is not None:
-                if outcome.kind is OutcomeKind.UNKNOWN and report.status == OrderStatus.CANCELLED:
-                    # the call got through, only its reply was lost
-                    return LegOutcome(order_id, True, outcome, report, tuple(earlier))
-                if report.status not in OPEN_STATUSES or outcome.kind is OutcomeKind.REFUSED:
-                    return LegOutcome(order_id, False, outcome, report, tuple(earlier))
-            self.sleep(min(0.25 * 2**attempt, 2.0))
-        return LegOutcome(order_id, False, outcome, report, tuple(earlier))
 
     def _record_calls(self, work: _Work, mirror_id: int) -> None:
         sent = [leg for leg in work.legs if leg.sent]
@@ -406,14 +382,14 @@ class _Canceller:
         """The broker's word on every order it took a cancel for, read until it is no
         longer open or `seconds` have passed (follow's stream may have said it already,
         but follow may not be running)."""
-        pending = {leg.order_id: self.accounts[work.target.follower]
+        pending = {leg.order_id: self.executors[work.target.follower]
                    for work in works for leg in work.legs if leg.sent}
         reports: dict[str, OrderReport] = {}
         deadline = time.monotonic() + seconds
         delay = 0.05
         while pending:
-            for order_id, account in list(pending.items()):
-                found = account.order(order_id)
+            for order_id, executor in list(pending.items()):
+                found = executor.order(order_id)
                 if found.ok:
                     reports[order_id] = found.data
                     if found.data.status not in OPEN_STATUSES:
@@ -462,8 +438,9 @@ class _Canceller:
         if leg.report is not None and not stored:
             status, traded, quantity = (leg.report.status, leg.report.traded_quantity,
                                         leg.report.quantity)
-        if leg.outcome.kind is OutcomeKind.AUTH:
-            return self._failed(target, leg.order_id, _auth_text(leg.outcome), auth=True)
+        if leg.refused_token:
+            return self._failed(target, leg.order_id, token_refused_text(
+                target.follower, leg.outcome.code, then=RUN_AGAIN), auth=True)
         ended = _kind_for_status(status, traded, quantity)
         if leg.sent:
             if ended is ResultKind.ALREADY_CANCELLED:
@@ -490,13 +467,7 @@ class _Canceller:
 
 
 def _leg_text(leg: LegOutcome) -> str:
-    read = f" -> {leg.report.status}" if leg.report is not None else ""
-    return f"{leg.order_id}: " + ", then ".join((*leg.earlier, f"{leg.outcome.describe()}{read}"))
-
-
-def _auth_text(outcome: Outcome) -> str:
-    return (f"the account's token was refused ({outcome.code or 'DH-901'}): refresh it "
-            "(web.dhan.co > My Profile > Access DhanHQ APIs)")
+    return leg.describe()
 
 
 @contextmanager

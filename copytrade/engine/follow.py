@@ -12,15 +12,13 @@ import asyncio
 import logging
 import sys
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import pytz
 
-from copytrade.config import Config, FollowerConfig, Secret
+from copytrade.config.model import FollowerConfig
 from copytrade.core.events import OrderReport
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
 from copytrade.core.ids import correlation_id, is_ours
@@ -30,14 +28,15 @@ from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints
-from copytrade.engine.broker import Broker, account_for
-from copytrade.engine.limits import AccountLimiter, scaled_rates
+from copytrade.engine.broker import Broker
+from copytrade.engine.executor import token_refused_text
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.pipeline import ReportPipeline
 from copytrade.engine.positions import PositionBook
 from copytrade.engine.reconciler import FollowerReconcile, Reconciler
 from copytrade.engine.replicator import FollowerPlan, Replicator
 from copytrade.engine.supervise import LoopHealth, supervised
+from copytrade.engine.wiring import Wiring
 from copytrade.engine.worker import FollowerWorker
 from copytrade.errors import AuthError, BrokerError, DegradedError
 from copytrade.store.db import WalCheckpointer
@@ -48,6 +47,18 @@ from copytrade.store.repo import Store
 log = logging.getLogger(__name__)
 IST = pytz.timezone("Asia/Kolkata")
 GIL_SWITCH_SECONDS = 0.0005
+# Keepalive at Dhan-tolerant intervals: real Dhan can take seconds to answer a ping (users of
+# the SDK, which pings every 20 s, report 1011 keepalive closes), so only a long silence
+# closes the connection. A silent leader stream is noticed much sooner by the stream's probe
+# (SILENT_AFTER_SECONDS after an unanswered ping) and answered with order-book reads every
+# SILENT_POLL_SECONDS: what the leader does meanwhile is mirrored from REST, and news the
+# silent stream did not bring reconnects it at once.
+KEEPALIVE_PING_SECONDS = 10.0
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+PROBE_SECONDS = 1.0
+SILENT_AFTER_SECONDS = 2.0
+SILENT_POLL_SECONDS = 1.0
+_PROBE_OPTIONS = ("probe_every", "silent_after")
 
 
 def trading_date_now() -> date:
@@ -94,40 +105,36 @@ def _require(outcome: Outcome, what: str, account: str) -> Outcome:
 
 
 class FollowEngine:
-    def __init__(self, config: Config, tokens: dict[str, Secret], store: Store, *,
-                 limits_path: Path, on_change: Callable[[], None] = lambda: None,
-                 trading_date: Callable[[], date] = trading_date_now,
-                 stream_options: dict | None = None, leader: Broker | None = None,
-                 accounts: dict[str, Broker] | None = None) -> None:
-        self.config = config
+    """Built from what the composition root (cli/context.py) made: the settings, the
+    brokers, the limiters and the clock in `wiring`, and the store."""
+
+    def __init__(self, wiring: Wiring, store: Store, *,
+                 on_change: Callable[[], None] = lambda: None,
+                 stream_options: dict | None = None) -> None:
+        self.settings = settings = wiring.settings
         self.store = store
         self.status = FollowStatus()
         self.on_change = on_change
-        self.trading_date = trading_date
-        # Pings every reconcile interval: a stalled stream (no close, no pongs) is noticed
-        # within about two intervals even when the leader is quiet.
-        interval = config.settings.reconcile_interval_seconds
-        self.stream_options = {"ping_interval": interval, "ping_timeout": interval,
-                               **(stream_options or {})}
-        self._tokens = tokens
+        self.trading_date = wiring.trading_date
+        self.stream_options = {"ping_interval": KEEPALIVE_PING_SECONDS,
+                               "ping_timeout": KEEPALIVE_TIMEOUT_SECONDS,
+                               "probe_every": PROBE_SECONDS,
+                               "silent_after": SILENT_AFTER_SECONDS, **(stream_options or {})}
+        self._leader_silent = False
+        self._silence_polls: set[asyncio.Task[None]] = set()
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
-        timeout = config.settings.http_timeout_seconds
-        self.followers = [f for f in config.followers if f.enabled]
-        # Brokers may be handed in (a test's fake); otherwise each is built from its config.
-        self.leader: Broker = leader or account_for(
-            config.leader, tokens[config.leader.client_id], timeout=timeout)
-        self.accounts: dict[str, Broker] = accounts or {f.name: account_for(
-            f.account, tokens[f.account.client_id], timeout=timeout) for f in self.followers}
+        self.followers = list(settings.enabled)
+        self.leader: Broker = wiring.leader
+        self.accounts: dict[str, Broker] = {f.name: wiring.accounts[f.name]
+                                            for f in self.followers}
         self.positions = {f.name: PositionBook() for f in self.followers}
         self.leader_positions = PositionBook()
         self.instruments = InstrumentCache(store)
         self.updater = MirrorUpdater(store, lambda name: self.positions[name], on_change)
         self.workers = {f.name: FollowerWorker(
             f.name, self.accounts[f.name], store, self.updater,
-            AccountLimiter(limits_path, f.account.client_id,
-                           now_ms=lambda: int(time.time() * 1000), wait=self._stop.wait,
-                           rates=scaled_rates(config.settings.order_rate_scale)),
+            wiring.limiter_for(f.account.client_id, self._stop.wait),
             on_halt=self._follower_halted,
             correlation_id_for=self._correlation_id_for(f.name)) for f in self.followers}
         self.replicator: Replicator | None = None
@@ -147,7 +154,7 @@ class FollowEngine:
     def prepare(self) -> None:
         """Reads that must succeed before following: instruments, positions, funds."""
         self.instruments.ensure_fresh(self.trading_date(), lambda: download_scrip_master(
-            self.config.settings.instruments_url, self.config.settings.http_timeout_seconds * 6))
+            self.settings.instruments_url, self.settings.http_timeout_seconds * 6))
         self.leader_positions.load(_require(self.leader.positions(), "positions",
                                             "leader").data or [])
         needs_capital = any(f.sizing.mode == "capital_ratio" for f in self.followers)
@@ -158,7 +165,8 @@ class FollowEngine:
             account = self.accounts[follower.name]
             outcome = account.positions()
             if outcome.kind is OutcomeKind.AUTH:
-                self._follower_halted(follower.name, "token refused at start: refresh it")
+                self._follower_halted(follower.name, token_refused_text(
+                    follower.name, outcome.code, consequence="at start"))
             elif outcome.ok:
                 self.positions[follower.name].load(outcome.data or [])
             plans.append(FollowerPlan(
@@ -172,7 +180,7 @@ class FollowEngine:
                 capital=account.available_funds() if needs_capital else None,
                 stopped_reason=lambda name=follower.name: self.status.stopped_followers.get(
                     name)))
-        overrides = self.config.settings.freeze_limits
+        overrides = self.settings.freeze_limits
         leader_book = _require(self.leader.order_book(), "the order book", "leader")
         self.replicator = Replicator(
             self.store, plans, self.updater, lot_size=self.instruments.lot_size,
@@ -184,11 +192,13 @@ class FollowEngine:
             last_price=self.leader.last_price)
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
-                f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit)
+                f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,
+                executor=self.workers[f.name].executor)
                 for f in self.followers if not f.shadow],
             trading_date=lambda: self.trading_date().isoformat(),
             now=lambda: datetime.now(UTC),
-            stopped=lambda name: name in self.status.stopped_followers)
+            stopped=lambda name: name in self.status.stopped_followers,
+            replace_cancelled=self.replicator.replace_cancelled)
         # Fills already in the positions just read must not be counted again when the
         # catch-up replays today's orders.
         self.replicator.leader_traded_at_start = {
@@ -238,7 +248,7 @@ class FollowEngine:
         # A woken thread (a report to apply, an intent to send) waits for the GIL up to the
         # switch interval while another runs Python: 5 ms by default, a copy's whole budget.
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
-        checkpointer = WalCheckpointer(Path(self.store.db.database))
+        checkpointer = WalCheckpointer(self.store.path)
         checkpointer.start()
         self.pipeline.start()
         self.follower_pipeline.start()
@@ -256,6 +266,8 @@ class FollowEngine:
             self._stop.set()  # ends the loops' waits too, whatever ended the run
             for stream in streams:
                 stream.stop()
+            for poll in list(self._silence_polls):
+                poll.cancel()
             await asyncio.wait(tasks, timeout=10)
             await asyncio.to_thread(self.pipeline.stop)
             await asyncio.to_thread(self.follower_pipeline.stop)
@@ -310,7 +322,10 @@ class FollowEngine:
         return reports
 
     async def _check_stalled(self, news: list[OrderReport]) -> None:
-        interval = self.config.settings.reconcile_interval_seconds
+        # A silent stream is not racing the book: news older than the silence threshold is
+        # news it missed.
+        interval = (self.stream_options["silent_after"] if self._leader_silent
+                    else self.settings.reconcile_interval_seconds)
         now = datetime.now(UTC)
         missed = [r for r in news
                   if r.updated_at is not None and (now - r.updated_at).total_seconds() > interval]
@@ -363,7 +378,7 @@ class FollowEngine:
             self.on_change()
 
         await supervised(health, round_, wait=wait,
-                         interval=self.config.settings.reconcile_interval_seconds,
+                         interval=self.settings.reconcile_interval_seconds,
                          on_change=changed)
 
     def _resume_unfinished(self) -> None:
@@ -385,15 +400,38 @@ class FollowEngine:
             if await self._read_leader_book():
                 self.status.catch_ups += 1
 
+        login = self.settings.leader_stream
         self._leader = LeaderStream(
-            self.config.leader.order_ws_url, self.config.leader.client_id,
-            self._tokens[self.config.leader.client_id].reveal(),
+            login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
             on_connected=catch_up, on_closed=self._closed("leader"),
             on_state=self._stream_state(self.status.leader_stream),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
-            **self.stream_options)
+            on_silence=self._on_leader_silence, **self.stream_options)
         return self._leader
+
+    def _on_leader_silence(self, silent: bool, detail: str) -> None:
+        """On the stream's loop: the leader's stream fell silent, or was heard from again."""
+        self._leader_silent = silent
+        self.status.leader_stream.detail = detail
+        self.pipeline.put(self._audit, "stream_silent" if silent else "stream_heard",
+                          f"leader stream: {detail}")
+        if silent:
+            task = asyncio.ensure_future(self._poll_while_silent())
+            self._silence_polls.add(task)
+            task.add_done_callback(self._silence_polls.discard)
+        self.on_change()
+
+    async def _poll_while_silent(self) -> None:
+        """Read the leader's book every SILENT_POLL_SECONDS while its stream is silent."""
+        while self._leader_silent and not self._stop.is_set() and self._fatal is None:
+            try:
+                if not await self._read_leader_book(periodic=True):
+                    return
+            except BrokerError as exc:
+                log.warning("leader book read failed while its stream is silent: %s", exc)
+            if await asyncio.to_thread(self._stop.wait, SILENT_POLL_SECONDS):
+                return
 
     def _follower_stream(self, follower: FollowerConfig) -> LeaderStream:
         replicator = self.replicator
@@ -410,14 +448,15 @@ class FollowEngine:
             if book.ok:
                 await asyncio.wrap_future(self.follower_pipeline.call(apply, book.data))
 
+        login = self.settings.follower_streams[follower.name]
         return LeaderStream(
-            follower.account.order_ws_url, follower.account.client_id,
-            self._tokens[follower.account.client_id].reveal(),
+            login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.follower_pipeline.put(
                 replicator.on_follower_report, follower.name, report),
             on_connected=catch_up, on_state=self._stream_state(status),
             on_closed=self._closed(follower.name),
-            on_malformed=self._malformed(status, follower.name), **self.stream_options)
+            on_malformed=self._malformed(status, follower.name),
+            **{k: v for k, v in self.stream_options.items() if k not in _PROBE_OPTIONS})
 
     def _stream_state(self, status: StreamStatus) -> Callable[[StreamState, str], None]:
         def update(state: StreamState, detail: str) -> None:

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from pyrate_limiter import Duration, InMemoryBucket, Rate, RateItem
 
@@ -40,6 +41,33 @@ _DAY_MS = Duration.DAY + WINDOW_MARGIN_MS
 def scaled_rates(scale: float) -> list[Rate]:
     """Dhan's windows with their counts multiplied (an emulator run with higher limits)."""
     return [Rate(max(1, int(rate.limit * scale)), rate.interval) for rate in ORDER_RATES]
+
+
+class Limiter(Protocol):
+    """What a follower's worker asks of its account's limiter."""
+
+    def acquire(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# (client id, wait) -> that account's limiter; `wait(seconds)` returns True when asked
+# to stop. Built by the composition root (the limits file, the clock, the rates).
+LimiterFor = Callable[[str, Callable[[float], bool]], Limiter]
+
+
+class NoLimit:
+    """For a run that sends nothing (a dry run): every slot free, nothing written."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def no_limit(_client_id: str, _wait: Callable[[float], bool]) -> Limiter:
+    return NoLimit()
 
 
 class AccountLimiter:

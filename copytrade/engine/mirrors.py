@@ -13,7 +13,7 @@ from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger, trigger_for_legs
 from copytrade.core.reasons import ReasonCode
 from copytrade.engine.positions import PositionBook
-from copytrade.store.models import LeaderOrder, MirrorOrder, StateEvent
+from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
 
 CANCELLED_OUTSIDE = "cancelled outside copytrade (e.g. in Dhan's app)"
@@ -76,16 +76,15 @@ class MirrorUpdater:
         of ours (follow's or cancel-mirror's) was ever committed for it."""
         if mirror.state == MirrorState.PENDING_CANCEL.value:
             return False
-        asked = self.store.db.execute_sql(
-            "SELECT 1 FROM intent WHERE mirror_id = ? AND action = 'CANCEL' LIMIT 1",
-            (mirror.id,)).fetchone()
-        return asked is None
+        return not self.store.cancel_asked(mirror.id)
 
     def new_attempt(self, mirror: MirrorOrder, correlation_id: str, *, quantity: int | None = None,
                     carried: int | None = None) -> MirrorOrder:
         fields = {name: getattr(mirror, name) for name in (
             "follower", "leg", "security_id", "product_type", "transaction_type", "price",
-            "trigger_price", "order_type", "disclosed_quantity", "sliced", "shadow")}
+            "trigger_price", "order_type", "disclosed_quantity", "sliced", "shadow",
+            # An exit stays an exit: later resizes size it against these positions.
+            "leader_position_before", "follower_position_before")}
         return self.store.create_mirror(
             leader_order=mirror.leader_order_id, attempt=mirror.attempt + 1,
             correlation_id=correlation_id, state=MirrorState.SUBMITTED.value,
@@ -109,18 +108,11 @@ class MirrorUpdater:
         """The leader finished after its mirrors did: their lag is negative (the follower
         filled first), measured from each mirror's FILLED event."""
         now = self.store.now()
-        rows = self.store.db.execute_sql(
-            "SELECT m.id, MAX(e.at) FROM mirrororder m JOIN stateevent e ON e.mirror_id = m.id "
-            "WHERE m.leader_order_id = ? AND m.state = 'FILLED' AND m.fill_lag_ms IS NULL "
-            "AND e.to_state = 'FILLED' GROUP BY m.id", (leader_order_id,)).fetchall()
-        for mirror_id, filled_at in rows:
-            filled = StateEvent.at.python_value(filled_at)
-            lag = round((filled - now).total_seconds() * 1000, 3)
-            self.store.db.execute_sql("UPDATE mirrororder SET fill_lag_ms = ? WHERE id = ?",
-                                      (lag, mirror_id))
+        for mirror_id, filled in self.store.filled_without_fill_lag(leader_order_id):
+            self.store.set_fill_lag(mirror_id, round((filled - now).total_seconds() * 1000, 3))
 
     def _record_fill_lag(self, mirror: MirrorOrder) -> None:
-        leader = LeaderOrder.get_or_none(LeaderOrder.order_id == mirror.leader_order_id)
-        if leader is not None and leader.traded_at is not None:
-            lag = (self.store.now() - leader.traded_at).total_seconds() * 1000
+        traded_at = self.store.leader_traded_at(mirror.leader_order_id)
+        if traded_at is not None:
+            lag = (self.store.now() - traded_at).total_seconds() * 1000
             self.store.update_mirror(mirror, fill_lag_ms=round(lag, 3))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from itertools import chain
 from typing import Protocol
 
 from copytrade.core.events import OrderReport
-from copytrade.core.ids import correlation_id, is_ours
+from copytrade.core.ids import is_ours
 from copytrade.core.reconcile import (
     ORDER_CHANGING,
     BookIndex,
@@ -39,6 +39,7 @@ from copytrade.core.reconcile import (
     stem,
 )
 from copytrade.engine.broker import Broker
+from copytrade.engine.executor import Executor
 from copytrade.engine.mirrors import CANCELLED_OUTSIDE, MirrorUpdater
 from copytrade.store import reconcile_queries as queries
 from copytrade.store.models import Intent, MirrorOrder
@@ -46,6 +47,14 @@ from copytrade.store.repo import Store
 
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 10.0  # a REST book may not show an order placed moments ago
+# Plans and records the replacement of a mirror cancelled outside copytrade, inside the
+# caller's write transaction: the new attempt's place intent, or None (nothing to place).
+ReplaceFn = Callable[[MirrorOrder], Intent | None]
+
+
+def _no_replacement(mirror: MirrorOrder) -> Intent | None:
+    """Without a planner nothing is placed anew: the divergence stays reported."""
+    return None
 
 
 class MirrorSource(Protocol):
@@ -175,18 +184,24 @@ class FollowerReconcile:
     # Rows that left the book (a new day) are dropped with it.
     settled: set[int] = field(default_factory=set)
     last: RoundStats | None = None
+    # Its calls: follow hands in the follower worker's, so a refused token seen here stops
+    # that account's calls too; None: one of its own, made on first use.
+    executor: Executor | None = None
 
 
 class Reconciler:
     def __init__(self, store: Store, updater: MirrorUpdater, followers: list[FollowerReconcile],
                  *, trading_date: Callable[[], str], now: Callable[[], datetime],
-                 stopped: Callable[[str], bool]) -> None:
+                 stopped: Callable[[str], bool],
+                 replace_cancelled: ReplaceFn = _no_replacement) -> None:
         self.store = store
         self.updater = updater
         self.followers = followers
         self.trading_date = trading_date
         self.now = now
         self.stopped = stopped
+        # The replicator's planner: a replacement is sized and priced like every mirror.
+        self.replace_cancelled = replace_cancelled
         self.divergences = 0
         self.rounds = 0
 
@@ -265,19 +280,15 @@ class Reconciler:
                     by_id: Mapping[str, OrderReport]) -> None:
         if fix.mirror_id is None:
             return  # an order of ours that no mirror can take: reported, left to a human
+        # The follower's executor looks up and adopts (one built here if follow gave none).
+        executor = follower.executor = follower.executor or Executor(
+            follower.name, follower.account, self.store, self.updater)
         report = by_id.get(fix.follower_order_id or "")
         if fix.kind is FixKind.LOOKUP or report is None:
             mirror = self.store.mirror_by_id(fix.mirror_id)
-            found = follower.account.order_by_correlation(mirror.correlation_id)
-            if not found.ok:
-                return
-            reports = found.data
+            executor.lookup(mirror.id, mirror.correlation_id)  # not found: the next round
         else:
-            reports = [report]
-        with self.store.write():
-            self.updater.adopt_order_ids(fix.mirror_id, [r.order_id for r in reports])
-            for each in reports:
-                self.updater.apply_report(fix.mirror_id, each)
+            executor.adopt(fix.mirror_id, [report])  # the row this round read
 
     def _apply_changing(self, follower: FollowerReconcile, fix: Fix) -> None:
         """Resync: put the follower's order back the way the mirror wants it, through a
@@ -306,22 +317,9 @@ class Reconciler:
         follower.submit(intent.id)
 
     def _replace(self, mirror: MirrorOrder, fix: Fix) -> Intent | None:
-        leader = queries.leader_status_and_validity(self.store.db, mirror.leader_order_id)
-        if leader is None or leader[0] in ("CANCELLED", "EXPIRED", "REJECTED", "TRADED"):
-            return None  # the leader no longer wants it
-        remainder = fix.quantity or 0
-        if remainder <= 0:
-            return None
-        request = queries.last_place_request(self.store.db, mirror.id)
-        if request is None:
-            return None
-        request["order"]["quantity"] = remainder
-        request["slice"] = False
-        retry = self.updater.new_attempt(mirror, correlation_id(
-            date.fromisoformat(self.trading_date()), mirror.leader_order_id, mirror.follower,
-            mirror.leg, mirror.attempt + 1), quantity=remainder,
-            carried=mirror.carried_quantity + mirror.filled_quantity)
-        return self.store.add_intent(retry, "PLACE", request)
+        """The remainder and its parameters come from the planner fed the leader's order as
+        known now, not from the last place request: a leader modified since is followed."""
+        return self.replace_cancelled(mirror)
 
     def _validity(self, mirror: MirrorOrder) -> str:
         leader = queries.leader_status_and_validity(self.store.db, mirror.leader_order_id)

@@ -18,32 +18,28 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Protocol
 
-from copytrade.config import Config, Secret
 from copytrade.core.events import OPEN_STATUSES, OrderReport
 from copytrade.dhan.rest import OutcomeKind
+from copytrade.engine.executor import token_refused_text
 from copytrade.engine.follow import FollowEngine
+from copytrade.engine.limits import no_limit
 from copytrade.engine.replicator import FollowerPlan
-from copytrade.errors import AuthError, BrokerError, UsageError
-from copytrade.store.db import open_store
-from copytrade.store.models import MirrorOrder, database
+from copytrade.engine.wiring import Wiring
+from copytrade.errors import AuthError, BrokerError
+from copytrade.store.models import MirrorOrder
 from copytrade.store.reconcile_queries import (
     intents_after,
     mirrors_of_intents,
     sending_intent_ids,
 )
-from copytrade.store.repo import Store, legs_of
+from copytrade.store.repo import IntentRow, Store, legs_of
 
 log = logging.getLogger(__name__)
 
@@ -128,80 +124,25 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-def replay_missed(config: Config, tokens: dict[str, Secret], *, database_file: Path,
-                  limits_path: Path, since: datetime, until: datetime,
+def replay_missed(wiring: Wiring, store: Store, *, since: datetime, until: datetime,
                   follower: str | None = None, max_age: float | None = None,
                   dry_run: bool = False, on_progress: ProgressFn = lambda progress: None,
-                  settle_seconds: float = SETTLE_SECONDS,
-                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> ReplayReport:
+                  settle_seconds: float = SETTLE_SECONDS) -> ReplayReport:
     """Mirror the leader orders created in [since, until] that follow missed.
 
+    `store` is the real store, or for a dry run a scratch copy of it
+    (store.db.scratch_copy): a dry run records its decisions there and sends nothing.
     `follower` limits it to one follower (the others are not touched); `max_age`
     overrides every follower's max_order_age_seconds for this run. Raises AuthError when
     the leader's token is refused, BrokerError when the leader's books cannot be read,
     UsageError for an unknown or disabled follower. Failed calls and refused follower
     tokens are rows (`failed`, `auth`), not exceptions: the other followers still go on.
     """
-    selected = select_followers(config, follower, max_age)
-    if not dry_run:
-        store = Store(open_store(database_file), now)
-        return _Replay(selected, tokens, store, limits_path, since, until, dry_run=False,
-                       on_progress=on_progress, settle_seconds=settle_seconds).run()
-    with tempfile.TemporaryDirectory(prefix="copytrade-dry-run-") as scratch, _models_kept():
-        copy = Path(scratch) / "copytrade.db"
-        copy_database(database_file, copy)
-        store = Store(open_store(copy), now)
-        try:
-            return _Replay(selected, tokens, store, Path(scratch) / "limits.db", since, until,
-                           dry_run=True, on_progress=on_progress,
-                           settle_seconds=settle_seconds).run()
-        finally:
-            store.db.close()
-
-
-def select_followers(config: Config, name: str | None, max_age: float | None) -> Config:
-    """The configuration with only the follower named (any case), and max_age applied."""
-    followers = config.followers
-    if name is not None:
-        match = [f for f in followers if f.name.lower() == name.lower()]
-        if not match:
-            known = ", ".join(f.name for f in followers) or "none"
-            raise UsageError(f"no follower named {name!r} in {config.source} "
-                             f"(followers: {known})")
-        if not match[0].enabled:
-            raise UsageError(f"follower {match[0].name} is disabled (enabled = false)")
-        followers = (match[0],)
-    if max_age is not None:
-        if max_age <= 0:
-            raise UsageError("--max-age must be more than 0 seconds")
-        followers = tuple(replace(f, max_order_age_seconds=max_age) for f in followers)
-    return replace(config, followers=followers)
-
-
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of the store (WAL content included) without writing to it: the
-    source is opened read-only, so nothing is checkpointed into it."""
-    if not source.exists():
-        return  # nothing recorded yet: the dry run starts from an empty store
-    with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)) as src, \
-            closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-    for suffix in ("-wal", "-shm"):  # a read-only reader may have created them empty
-        sidecar = Path(f"{source}{suffix}")
-        if sidecar.exists():
-            os.chmod(sidecar, 0o600)
-
-
-@contextmanager
-def _models_kept() -> Iterator[None]:
-    """open_store binds the models to the database it opens: bind them back afterwards,
-    so a dry run inside a process that has the real store open leaves it bound."""
-    previous = database.obj
-    try:
-        yield
-    finally:
-        if previous is not None:
-            database.initialize(previous)
+    selected = wiring.select(follower, max_age)
+    if dry_run:  # nothing is sent: no slot is taken from the limits follow shares
+        selected = replace(selected, limiter_for=no_limit)
+    return _Replay(selected, store, since, until, dry_run=dry_run, on_progress=on_progress,
+                   settle_seconds=settle_seconds).run()
 
 
 def _update_order(report: OrderReport) -> tuple[float, float]:
@@ -228,19 +169,6 @@ def describe_order(report: OrderReport) -> str:
     leg = f" leg {report.leg}" if report.leg != 1 else ""
     return (f"{report.transaction_type} {report.quantity} {report.symbol or report.security_id}"
             f" {report.order_type}{price}{trigger}{leg} {report.status.lower()}{traded}")
-
-
-@dataclass(frozen=True)
-class _IntentRow:
-    id: int
-    follower: str
-    leader_order_id: str
-    leg: int
-    mirror_id: int
-    action: str
-    status: str
-    request: dict
-    outcome: str
 
 
 class Calls:
@@ -313,24 +241,20 @@ def wait_for_calls(workers: Sequence[Worker], calls: Calls, halted: Callable[[st
 
 
 class _Replay:
-    def __init__(self, config: Config, tokens: dict[str, Secret], store: Store,
-                 limits_path: Path, since: datetime, until: datetime, *, dry_run: bool,
-                 on_progress: ProgressFn, settle_seconds: float) -> None:
-        self.config = config
-        self.tokens = tokens
+    def __init__(self, wiring: Wiring, store: Store, since: datetime, until: datetime, *,
+                 dry_run: bool, on_progress: ProgressFn, settle_seconds: float) -> None:
+        self.wiring = wiring
         self.store = store
-        self.limits_path = limits_path
         self.since = since
         self.until = until
         self.dry_run = dry_run
         self.on_progress = on_progress
         self.settle_seconds = settle_seconds
-        self.names = tuple(f.name for f in config.followers if f.enabled)
+        self.names = tuple(f.name for f in wiring.settings.enabled)
 
     def run(self) -> ReplayReport:
         self.on_progress(Progress("prepare", 0, 1))
-        engine = FollowEngine(self.config, self.tokens, self.store,
-                              limits_path=self.limits_path)
+        engine = FollowEngine(self.wiring, self.store)
         engine.prepare()
         replicator = engine.replicator
         assert replicator is not None
@@ -353,12 +277,12 @@ class _Replay:
                           if in_window(r, self.since, self.until)), key=_update_order)
         self.on_progress(Progress("prepare", 1, 1))
 
-        baseline = self._max_id("intent"), self._max_id("mirrororder")
+        baseline = self.store.last_ids()  # (intent, mirror): this run's come after
         orders = {(r.order_id, r.leg): r for r in reports}
         active_names = {plan.name for plan in active}
         # Calls an earlier run committed but never finished (it crashed or was stopped):
         # sent again as follow's start sends them, a place only after a lookup.
-        resumed = [row for row in self._intents("status = 'SENDING'")
+        resumed = [row for row in self.store.sending_intent_rows()
                    if (row.leader_order_id, row.leg) in orders and row.follower in active_names]
         if self.dry_run:
             for plan in active:  # decide only: nothing reaches a worker
@@ -459,27 +383,11 @@ class _Replay:
 
     # ---- reading what happened -----------------------------------------------------------
 
-    def _max_id(self, table: str) -> int:
-        row = self.store.db.execute_sql(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"').fetchone()
-        return int(row[0])
-
-    def _intents(self, where: str, *params: object) -> list[_IntentRow]:
-        cursor = self.store.db.execute_sql(
-            "SELECT i.id, m.follower, m.leader_order_id, m.leg, m.id, i.action, i.status, "
-            "i.request, i.outcome FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
-            f"WHERE i.{where} ORDER BY i.id", params)
-        return [_IntentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                           json.loads(row[7] or "{}"), row[8] or "")
-                for row in cursor.fetchall()]
-
     def _rows(self, engine: FollowEngine, orders: dict[tuple[str, int], OrderReport],
               refused: dict[str, str], baseline: tuple[int, int],
               resumed: set[int]) -> list[ReplayRow]:
-        mine = self._intents("id > ?", baseline[0])
-        if resumed:
-            marks = ", ".join("?" for _ in resumed)
-            mine = self._intents(f"id IN ({marks})", *sorted(resumed)) + mine
-        ran: dict[tuple[str, int, str], list[_IntentRow]] = {}
+        mine = self.store.intent_rows(resumed) + self.store.intent_rows_after(baseline[0])
+        ran: dict[tuple[str, int, str], list[IntentRow]] = {}
         for row in mine:  # oldest first
             ran.setdefault((row.leader_order_id, row.leg, row.follower), []).append(row)
         ordered = sorted(orders.values(), key=lambda r: (_created(r), r.order_id, r.leg))
@@ -494,7 +402,7 @@ class _Replay:
         return rows
 
     def _outcome(self, engine: FollowEngine, report: OrderReport, name: str,
-                 refused: str | None, intents: list[_IntentRow], baseline_mirror: int,
+                 refused: str | None, intents: list[IntentRow], baseline_mirror: int,
                  resumed: set[int]) -> tuple[ResultKind, str, bool]:
         if refused:
             return ResultKind.FAILED, refused, True
@@ -516,8 +424,8 @@ class _Replay:
 
 
 def _refused(follower: str, code: str) -> str:
-    return (f"token of follower {follower} was refused ({code or 'DH-901'}): nothing was "
-            "decided or recorded for it; refresh the token and run again")
+    return token_refused_text(follower, code, then="run again",
+                              consequence="nothing was decided or recorded for it")
 
 
 def _discard(intent_id: int, **_handoff: object) -> None:
@@ -552,7 +460,7 @@ def _request_text(request: dict) -> str:
     return text
 
 
-def _planned(intents: Sequence[_IntentRow], resumed: set[int]) -> tuple[ResultKind, str, bool]:
+def _planned(intents: Sequence[IntentRow], resumed: set[int]) -> tuple[ResultKind, str, bool]:
     """A dry run: what the committed intents would send."""
     parts, kinds = [], []
     for intent in intents:
@@ -580,7 +488,7 @@ def _first_of(kinds: Sequence[ResultKind]) -> ResultKind:
     return ResultKind.ALREADY
 
 
-def _done(intents: Sequence[_IntentRow], store: Store, halted: str | None,
+def _done(intents: Sequence[IntentRow], store: Store, halted: str | None,
           settle_seconds: float) -> tuple[ResultKind, str, bool]:
     """A real run: what the calls came to. Retries (a new attempt after an unknown
     outcome) are intents of the same leader order and follower; the last place counts."""
@@ -621,7 +529,7 @@ def _done(intents: Sequence[_IntentRow], store: Store, halted: str | None,
     return _first_of(kinds), "; ".join(parts), auth
 
 
-def _place_result(intent: _IntentRow, mirror: MirrorOrder,
+def _place_result(intent: IntentRow, mirror: MirrorOrder,
                   parts: list[str]) -> ResultKind:
     if intent.status != "DONE":
         why = intent.outcome
@@ -636,7 +544,7 @@ def _place_result(intent: _IntentRow, mirror: MirrorOrder,
     return ResultKind.PLACED
 
 
-def _cancel_result(intent: _IntentRow, mirror: MirrorOrder,
+def _cancel_result(intent: IntentRow, mirror: MirrorOrder,
                    parts: list[str]) -> ResultKind:
     reason = intent.request.get("reason", "")
     if intent.status == "DONE":

@@ -11,35 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from copytrade.core.decide import (
-    Action,
-    ActionKind,
-    MirrorView,
-    decide,
-    is_reopenable,
-    needs_quote,
-    stale_reason,
-)
+from copytrade.core.decide import Action, ActionKind, MirrorView, is_reopenable, needs_quote
 from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.intents import IntentAction
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import MirrorState, Trigger
+from copytrade.core.plan import PlanInputs, needs_size, plan
 from copytrade.core.reasons import ReasonCode
-from copytrade.core.sizing import (
-    Capital,
-    Caps,
-    NetPositions,
-    SizedOrder,
-    SizingRule,
-    Skip,
-    resize_total,
-    size_order,
-)
-from copytrade.core.sizing import LeaderOrder as SizingOrder
+from copytrade.core.sizing import Capital, Caps, NetPositions, SizingRule
 from copytrade.engine import faultpoints
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
@@ -193,17 +176,15 @@ class Replicator:
             # A stopped account takes no calls, and nothing is recorded for it: once its
             # token is refreshed, the next start catches these orders up (staleness allowing).
             return []
-        view = _view(mirror) if mirror is not None else None
+        view = mirror_view(mirror) if mirror is not None else None
         positions = (NetPositions(mirror.leader_position_before, mirror.follower_position_before)
                      if mirror is not None else self._positions_now(follower, leader))
         if mirror is None and self.adoptable:
             # Ours is at the broker already (a lost or new database): it becomes the
             # mirror, never placed twice however old, and is then decided on as usual.
             mirror = self._adopt(follower, leader, positions)
-            view = _view(mirror) if mirror is not None else None
-        actions = decide(leader, view, mirror_on_transit=follower.mirror_on_transit,
-                         size=lambda: self._size_unless_stale(follower, leader, view,
-                                                              positions))
+            view = mirror_view(mirror) if mirror is not None else None
+        actions = plan(self._inputs(follower, leader, view, positions, self._price_now))
         submissions: list[tuple[FollowerPlan, int]] = []
         for action in actions:
             submissions += self._record(follower, leader, mirror, action, positions, seen_at)
@@ -240,17 +221,6 @@ class Replicator:
         else:
             working[leader.order_id] = leader.remaining_quantity
 
-    def _size_unless_stale(self, follower: FollowerPlan, leader: OrderReport,
-                           view: MirrorView | None, positions: NetPositions) -> SizedOrder | Skip:
-        if view is None:  # a first decision: the staleness policy applies
-            reason = stale_reason(
-                leader, now=self.now(), max_age_seconds=follower.max_order_age_seconds,
-                max_drift_percent=follower.max_price_drift_percent,
-                last_price=lambda: self._price_now)
-            if reason:
-                return Skip(reason)
-        return self._size(follower, leader, view, positions)
-
     def _quote(self, leader: OrderReport) -> float | None:
         """One quote per instrument every few seconds, however many followers and caught-up
         orders ask (Dhan's data APIs allow 5 calls a second)."""
@@ -277,18 +247,26 @@ class Replicator:
                                  "which is used", leader_order_id=leader.order_id)
         return listed
 
-    def _size(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
-              positions: NetPositions) -> SizedOrder | Skip:
-        lot_size = self._lot_size(leader)
-        capital = (Capital(self.leader_capital, follower.capital)
-                   if self.leader_capital is not None and follower.capital is not None else None)
-        order = SizingOrder.from_report(leader)
-        common = dict(capital=capital, positions=positions, caps=follower.caps,
-                      freeze_limit=self.freeze_limit(leader.security_id, leader.symbol),
-                      reference_price=leader.price or leader.trigger_price or None)
-        if view is None:
-            return size_order(follower.rule, order, lot_size, **common)
-        return resize_total(follower.rule, order, lot_size, view.filled_quantity, **common)
+    def _inputs(self, follower: FollowerPlan, leader: OrderReport, view: MirrorView | None,
+                positions: NetPositions, quote: float | None) -> PlanInputs:
+        """The planner's inputs, as plain values. Sizing's (the lot size with its mismatch
+        audit, the freeze limit, the clock) are gathered only when the plan will size."""
+        if not needs_size(leader, view, mirror_on_transit=follower.mirror_on_transit):
+            return PlanInputs(leader, view, follower.rule, follower.caps,
+                              follower.mirror_on_transit)
+        return PlanInputs(
+            leader, view, follower.rule, follower.caps, follower.mirror_on_transit,
+            lot_size=self._lot_size(leader),
+            freeze_limit=self.freeze_limit(leader.security_id, leader.symbol),
+            capital=self._capital(follower), positions=positions,
+            now=self.now() if view is None else None,  # the staleness of a first decision
+            quote=quote, max_order_age_seconds=follower.max_order_age_seconds,
+            max_price_drift_percent=follower.max_price_drift_percent)
+
+    def _capital(self, follower: FollowerPlan) -> Capital | None:
+        if self.leader_capital is None or follower.capital is None:
+            return None
+        return Capital(self.leader_capital, follower.capital)
 
     # ---- recording decisions ---------------------------------------------------------------
 
@@ -336,6 +314,17 @@ class Replicator:
     def _record_place(self, follower: FollowerPlan, leader: OrderReport, action: Action,
                       positions: NetPositions, seen_at: float, *, attempt: int,
                       carried: int = 0) -> list[tuple[FollowerPlan, int]]:
+        placed = self._place(follower, leader, action, positions, seen_at, attempt=attempt,
+                             carried=carried)
+        if placed is None:
+            return []
+        self._fresh[placed[0].id] = placed
+        return [(follower, placed[0].id)]
+
+    def _place(self, follower: FollowerPlan, leader: OrderReport, action: Action,
+               positions: NetPositions, seen_at: float, *, attempt: int,
+               carried: int = 0) -> tuple[Intent, MirrorOrder] | None:
+        """A new attempt and its place intent (a shadow follower's is only recorded)."""
         if follower.shadow:
             reason = f"shadow: would place {action.quantity}, not sent"
             mirror = self._new_mirror(follower, leader, action, positions, attempt, carried,
@@ -344,7 +333,7 @@ class Replicator:
                                     Trigger.SKIP, reason)
             self.store.audit("shadow", reason, leader_order_id=leader.order_id,
                              follower=follower.name)
-            return []
+            return None
         # Created straight in SUBMITTED (PLANNED -> SUBMITTED recorded): the row and its
         # intent commit together, before anything is sent.
         mirror = self._new_mirror(follower, leader, action, positions, attempt, carried,
@@ -371,9 +360,7 @@ class Replicator:
         confirm = self._exit_to_confirm(follower, leader, action.quantity, positions)
         if confirm:
             request["confirm_exit"] = confirm
-        intent = self.store.add_intent(mirror, IntentAction.PLACE, request)
-        self._fresh[intent.id] = (intent, mirror)
-        return [(follower, intent.id)]
+        return self.store.add_intent(mirror, IntentAction.PLACE, request), mirror
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
                          positions: NetPositions) -> dict | None:
@@ -476,6 +463,34 @@ class Replicator:
             leader_position_before=positions.leader_before if positions else 0,
             follower_position_before=positions.follower if positions else 0)
 
+    # ---- the reconciler's replacements ------------------------------------------------------
+
+    def replace_cancelled(self, mirror: MirrorOrder) -> Intent | None:
+        """Resync: the follower order of `mirror` was cancelled outside copytrade while the
+        leader's order is open. Planned like every mirror: the leader's order as known now
+        (in memory), the mirror as an ended one reopened for what it filled, i.e. the
+        top-up path; recorded like every place, as the next attempt carrying those units.
+        Called inside the reconciler's write transaction (from its thread): it reads no
+        quote (a top-up never needs one) and leaves the report in hand's state alone.
+        None: nothing to place (the leader's order ended, or sizes to what is filled)."""
+        known = self.leaders.get(mirror.leader_order_id)
+        follower = next((f for f in self.followers if f.name == mirror.follower), None)
+        if known is None or follower is None or follower.shadow or mirror.shadow:
+            return None
+        leader = known.report
+        if leader.is_terminal:
+            return None  # the leader no longer wants it, or has it all
+        view = replace(mirror_view(mirror), reopenable=True)
+        positions = NetPositions(mirror.leader_position_before, mirror.follower_position_before)
+        actions = plan(self._inputs(follower, leader, view, positions, quote=None))
+        place = next((a for a in actions if a.kind is ActionKind.PLACE), None)
+        if place is None:
+            return None
+        placed = self._place(follower, leader, place, positions, self.wall(),
+                             attempt=mirror.attempt + 1,
+                             carried=mirror.carried_quantity + mirror.filled_quantity)
+        return placed[0] if placed is not None else None
+
     # ---- follower side --------------------------------------------------------------------
 
     def on_follower_report(self, follower: str, report: OrderReport) -> None:
@@ -500,7 +515,8 @@ class Replicator:
                                               report.transaction_type, delta, ours=False)
 
 
-def _view(mirror: MirrorOrder) -> MirrorView:
+def mirror_view(mirror: MirrorOrder) -> MirrorView:
+    """The planner's view of a stored mirror: totals include what earlier attempts filled."""
     return MirrorView(
         state=MirrorState(mirror.state),
         quantity=mirror.quantity + mirror.carried_quantity,

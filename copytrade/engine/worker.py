@@ -1,11 +1,12 @@
-"""One worker thread per follower: it sends that follower's committed intents in order,
-inside its rate limits, and records every outcome. One follower's slow or failing API
-never delays another's orders.
+"""One worker thread per follower: it takes that follower's committed intents in order and
+runs them through the follower's Executor (engine/executor.py, the one owner of its broker
+calls), then records each intent's outcome. One follower's slow or failing API never
+delays another's orders.
 
-Outcome rules (DESIGN.md): success -> recorded; refused -> rejected with Dhan's reason;
-throttled -> back off and send the same request again (it was not accepted); unknown ->
-look the order up by its correlation id, never resend blind; DH-901 -> this account
-stops, with a message saying how to refresh the token.
+What is recorded here (the calls' rules are the executor's): an accepted place adopts its
+order ids and its lag; a refused one rejects the mirror with Dhan's reason; a place still
+not found after an unknown outcome is retried under a new correlation id (at most
+MAX_PLACE_ATTEMPTS); a refused token stops this account (Executor.halt).
 """
 
 from __future__ import annotations
@@ -13,53 +14,51 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.events import OPEN_STATUSES
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import MirrorState, Trigger
-from copytrade.dhan.rest import Outcome, OutcomeKind, PlaceRequest
-from copytrade.engine import faultpoints
+from copytrade.dhan.rest import OutcomeKind
 from copytrade.engine.broker import Broker
-from copytrade.engine.limits import AccountLimiter
+from copytrade.engine.executor import (  # re-exported: other modules import them from here
+    MAX_PLACE_ATTEMPTS,
+    RESUME_GAP,
+    RESUME_LOOKUPS,
+    RESUME_READS,
+    THROTTLE_RETRIES,
+    UNKNOWN_LOOKUPS,
+    Backoff,
+    CancelOutcome,
+    Executor,
+    PlaceKind,
+    PlaceResult,
+    ResumeKind,
+    intent_status,
+    token_refused_text,
+)
+from copytrade.engine.limits import Limiter
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import Intent, MirrorOrder
 from copytrade.store.repo import Store, legs_of
 
+__all__ = ["CONFIRM_GAP_SECONDS", "CONFIRM_READS", "MAX_PLACE_ATTEMPTS", "RESUME_GAP",
+           "RESUME_LOOKUPS", "RESUME_READS", "STOP", "THROTTLE_RETRIES", "UNKNOWN_LOOKUPS",
+           "Backoff", "FollowerWorker", "held_against", "intent_status", "token_refused_text"]
+
 log = logging.getLogger(__name__)
 
-THROTTLE_RETRIES = 8
-UNKNOWN_LOOKUPS = 3
-RESUME_LOOKUPS = 2  # book reads without it before a place left over by a crash is sent
-RESUME_READS = 8  # reads at most, when the broker answers with errors instead
-RESUME_GAP = 0.5  # seconds between those two reads
-MAX_PLACE_ATTEMPTS = 3
 CONFIRM_READS = 5  # positions reads before an exit larger than what is held is cut
 CONFIRM_GAP_SECONDS = 0.2
 STOP = object()
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter; throttling waits at least a second (Dhan)."""
-
-    initial: float = 1.0
-    maximum: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.maximum, self.initial * 2**attempt)
-        return max(self.initial, self.rng.uniform(0, ceiling))
-
-
 class FollowerWorker:
     def __init__(self, name: str, account: Broker, store: Store, updater: MirrorUpdater,
-                 limiter: AccountLimiter, *, on_halt: Callable[[str, str], None],
+                 limiter: Limiter, *, on_halt: Callable[[str, str], None],
                  correlation_id_for: Callable[[MirrorOrder, int], str],
                  backoff: Backoff | None = None, lookup_backoff: Backoff | None = None,
                  wall: Callable[[], float] = time.time) -> None:
@@ -68,18 +67,44 @@ class FollowerWorker:
         self.store = store
         self.updater = updater
         self.limiter = limiter
-        self.on_halt = on_halt
         self.correlation_id_for = correlation_id_for  # (mirror, attempt) -> correlation id
-        self.backoff = backoff or Backoff()
-        self.lookup_backoff = lookup_backoff or Backoff(initial=0.5, maximum=2.0)
-        self.wall = wall
-        self.last_sent_at = 0.0
-        self.halted_reason: str | None = None
-        self._books_at_start: list[list[OrderReport]] | None = None
         self.stopping = threading.Event()
-        self.sent = 0
+        self.executor = Executor(name, account, store, updater, acquire=limiter.acquire,
+                                 wait=self.stopping.wait, backoff=backoff,
+                                 lookup_backoff=lookup_backoff, wall=wall, on_halt=on_halt)
+        self._retried: set[int] = set()  # intents already tried again after a failure
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()  # C: the fastest wake-up
         self._thread = threading.Thread(target=self._run, name=f"follower-{name}", daemon=True)
+
+    # ---- the executor's state, as this worker's public surface ----------------------------
+
+    @property
+    def sent(self) -> int:
+        return self.executor.sent
+
+    @property
+    def last_sent_at(self) -> float:
+        return self.executor.last_sent_at
+
+    @property
+    def halted_reason(self) -> str | None:
+        return self.executor.halted_reason
+
+    @property
+    def backoff(self) -> Backoff:
+        return self.executor.backoff
+
+    @backoff.setter
+    def backoff(self, value: Backoff) -> None:
+        self.executor.backoff = value
+
+    @property
+    def lookup_backoff(self) -> Backoff:
+        return self.executor.lookup_backoff
+
+    @lookup_backoff.setter
+    def lookup_backoff(self, value: Backoff) -> None:
+        self.executor.lookup_backoff = value
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -115,8 +140,25 @@ class FollowerWorker:
             intent_id, resume, fresh = item  # type: ignore[misc]
             try:
                 self._execute(intent_id, resume=resume, fresh=fresh)
-            except Exception:  # one bad intent must not kill the follower's worker
-                log.exception("follower %s: intent %s failed", self.name, item)
+            except Exception as exc:  # one bad intent must not kill the follower's worker
+                log.exception("follower %s: intent %s failed", self.name, intent_id)
+                self._failed(intent_id, exc)
+
+    def _failed(self, intent_id: int, exc: Exception) -> None:
+        """An intent whose run raised is on the record, and is tried once more through the
+        resume path (a place is looked up by correlation id first, never sent blind); a
+        second failure leaves it SENDING for the next start, and says so."""
+        again = intent_id not in self._retried
+        what = (f"intent {intent_id} failed ({type(exc).__name__}: {exc}); "
+                + ("trying it once more" if again else "it stays pending for the next start"))
+        try:
+            with self.store.write():
+                self.store.audit("intent_failed", what, follower=self.name)
+        except Exception:
+            log.exception("follower %s: recording a failed intent failed", self.name)
+        if again and not self._wait(self.backoff.delay(0)):
+            self._retried.add(intent_id)
+            self._queue.put((intent_id, True, None))
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless stopping; True means stop."""
@@ -143,100 +185,35 @@ class FollowerWorker:
         action[IntentAction(intent.action)](intent, request)
 
     def _resume_place(self, intent: Intent, request: dict) -> None:
-        """A place the last run committed but never recorded an answer for: the order may
-        exist. Adopt it if the broker has it; send it only if the broker does not."""
-        mirror = self.store.mirror_by_id(intent.mirror_id)
-        if legs_of(mirror):  # the follower's stream already showed it
-            with self.store.write():
-                self.store.finish_intent(intent, IntentStatus.DONE, "adopted on restart")
-            return
-        books = self._resume_books()
-        if books is None:  # the broker never answered: do not guess
-            with self.store.write():
-                self.store.audit("unresolved", "a place left over by a restart could not be "
-                                 "looked up; it stays pending for the next start",
-                                 follower=self.name, leader_order_id=mirror.leader_order_id)
-            return
-        found = [r for book in books for r in book if r.correlation_id == mirror.correlation_id]
-        if found:
-            with self.store.write():
-                self.store.finish_intent(intent, IntentStatus.DONE, "adopted on restart")
-                self.updater.adopt_order_ids(mirror.id, sorted({r.order_id for r in found}))
-                for report in found:
-                    self.updater.apply_report(mirror.id, report)
-            return
-        with self.store.write():
-            self.store.audit("resumed", "place not found on the broker after a restart: "
-                             "sending it", follower=self.name,
-                             leader_order_id=mirror.leader_order_id)
-        self._place(intent, request)
-
-    def _resume_books(self) -> list[list[OrderReport]] | None:
-        """Two reads of the follower's order book, the second at least RESUME_GAP seconds
-        after the first, shared by every place resumed in this run: an order the last run
-        sent shows in them (a book can lag a new order by a moment, hence two). None when
-        the broker does not answer."""
-        if self._books_at_start is not None:
-            return self._books_at_start
-        books: list[list[OrderReport]] = []
-        for attempt in range(RESUME_READS):
-            outcome = self.account.order_book()
-            if outcome.ok:
-                books.append(outcome.data)
-                if len(books) == RESUME_LOOKUPS:
-                    self._books_at_start = books
-                    return books
-                wait = RESUME_GAP
-            else:
-                wait = self.lookup_backoff.delay(attempt)
-            if self._wait(wait):
-                return None
-        return None
-
-    def _send(self, call: Callable[[], Outcome]) -> Outcome | None:
-        """Rate-limited send, retried while throttled; None when told to stop."""
-        for attempt in range(THROTTLE_RETRIES):
-            if not self.limiter.acquire():
-                return None
-            self.last_sent_at = self.wall()
-            outcome = call()
-            self.sent += 1
-            if outcome.kind is not OutcomeKind.THROTTLED:
-                return outcome
-            if self._wait(self.backoff.delay(attempt)):
-                return None
-        return outcome
-
-    def _halt(self, intent: Intent, outcome: Outcome) -> None:
-        reason = (f"token of follower {self.name} was refused ({outcome.code}): refresh it "
-                  "(web.dhan.co > My Profile > Access DhanHQ APIs) and restart")
-        self.halted_reason = reason
-        with self.store.write():
-            self.store.finish_intent(intent, IntentStatus.AUTH, outcome.describe())
-            self.store.audit("account_stopped", reason, follower=self.name)
-        self.on_halt(self.name, reason)
+        """A place the last run committed but never recorded an answer for: adopted if the
+        broker has it, sent only if it does not (the executor decides which)."""
+        result = self.executor.resume_place(intent, self.store.mirror_by_id(intent.mirror_id))
+        if result.kind is ResumeKind.SEND:
+            self._place(intent, request)
+        elif result.kind is ResumeKind.AUTH:
+            self.executor.halt()  # the place stays SENDING: it may exist
 
     def _place(self, intent: Intent, request: dict, mirror: MirrorOrder | None = None) -> None:
         mirror = mirror or self.store.mirror_by_id(intent.mirror_id)
         confirm = request.get("confirm_exit")
         if confirm and not self._confirm_exit(intent, mirror, request, confirm):
             return
-        outcome = self._send(lambda: self.account.place(
-            PlaceRequest(**request["order"]), mirror.correlation_id,
-            slice_order=bool(request.get("slice"))))
-        faultpoints.reached("after_send")
-        if outcome is None:
-            return
-        if outcome.kind is OutcomeKind.AUTH:
-            self._halt(intent, outcome)
-            return
-        if outcome.kind is OutcomeKind.UNKNOWN:
-            self._resolve_unknown_place(intent, request, outcome)
-            return
+        result = self.executor.place(intent, mirror, request)
+        if result.kind is PlaceKind.AUTH:
+            self.executor.halt(intent)
+        elif result.kind is PlaceKind.NOT_FOUND:
+            self._next_attempt(intent, request, result)
+        elif result.kind in (PlaceKind.ACCEPTED, PlaceKind.REFUSED):
+            self._record_place(intent, mirror, request, result)
+
+    def _record_place(self, intent: Intent, mirror: MirrorOrder, request: dict,
+                      result: PlaceResult) -> None:
+        outcome = result.outcome
+        assert outcome is not None
         with self.store.write():
             mirror = self.store.mirror_by_id(mirror.id)
             self.store.update_mirror(mirror, submitted_at=self.store.now(),
-                                     lag_ms=_lag_ms(request, self.last_sent_at))
+                                     lag_ms=_lag_ms(request, result.sent_at))
             if outcome.ok:
                 self.store.finish_intent(intent, IntentStatus.DONE, ",".join(outcome.data))
                 self.updater.adopt_order_ids(mirror.id, outcome.data)
@@ -260,9 +237,9 @@ class FollowerWorker:
         for attempt in range(reads):
             if attempt and self._wait(CONFIRM_GAP_SECONDS):
                 return False
-            outcome = self.account.positions()
+            outcome = self.executor.positions()
             if outcome.kind is OutcomeKind.AUTH:
-                self._halt(intent, outcome)
+                self.executor.halt(intent)
                 return False
             if not outcome.ok:
                 continue
@@ -300,29 +277,11 @@ class FollowerWorker:
             self.store.audit("mirror_not_sent", reason, follower=self.name,
                              leader_order_id=mirror.leader_order_id)
 
-    def _resolve_unknown_place(self, intent: Intent, request: dict, first: Outcome) -> None:
-        """The order may exist: look it up by correlation id before anything else."""
-        mirror = self.store.mirror_by_id(intent.mirror_id)
-        for attempt in range(UNKNOWN_LOOKUPS):
-            if self._wait(self.lookup_backoff.delay(attempt)):
-                return
-            found = self.account.order_by_correlation(mirror.correlation_id)
-            if found.kind is OutcomeKind.AUTH:
-                self._halt(intent, found)
-                return
-            if found.ok:
-                reports: list[OrderReport] = found.data
-                with self.store.write():
-                    self.store.finish_intent(intent, IntentStatus.DONE,
-                                             "adopted after " + first.describe())
-                    self.updater.adopt_order_ids(mirror.id, [r.order_id for r in reports])
-                    for report in reports:
-                        self.updater.apply_report(mirror.id, report)
-                return
-        self._next_attempt(intent, request, first)
-
-    def _next_attempt(self, intent: Intent, request: dict, first: Outcome) -> None:
-        reason = f"not found after an unknown outcome ({first.describe()})"
+    def _next_attempt(self, intent: Intent, request: dict, result: PlaceResult) -> None:
+        """Not found after an unknown outcome: this attempt is over; the next one goes
+        under a new correlation id, so it can never be mistaken for this one."""
+        assert result.outcome is not None
+        reason = f"not found after an unknown outcome ({result.outcome.describe()})"
         with self.store.write():
             mirror = self.store.mirror_by_id(intent.mirror_id)
             self.store.finish_intent(intent, IntentStatus.UNKNOWN, reason)
@@ -346,22 +305,14 @@ class FollowerWorker:
                 self.store.finish_intent(intent, IntentStatus.SKIPPED, f"mirror is {mirror.state}")
             return
         order_id = request.get("order_id") or mirror.follower_order_id
-        # A modify sets totals, so sending it again after an unknown outcome is safe.
-        outcome: Outcome | None = None
-        for attempt in range(UNKNOWN_LOOKUPS):
-            outcome = self._send(lambda: self.account.modify(order_id, **request["modify"]))
-            if outcome is None:
-                return
-            if outcome.kind is not OutcomeKind.UNKNOWN or self._wait(
-                    self.lookup_backoff.delay(attempt)):
-                break
-        assert outcome is not None
+        outcome = self.executor.modify(order_id, request["modify"]).outcome
+        if outcome is None:
+            return  # stopping: the intent stays SENDING, and a modify is safe to resend
         if outcome.kind is OutcomeKind.AUTH:
-            self._halt(intent, outcome)
+            self.executor.halt(intent)
             return
         with self.store.write():
-            status = intent_status(outcome)
-            self.store.finish_intent(intent, status, outcome.describe())
+            self.store.finish_intent(intent, intent_status(outcome), outcome.describe())
             if not outcome.ok:
                 self.store.audit("modify_failed", outcome.describe(), follower=self.name,
                                  leader_order_id=mirror.leader_order_id)
@@ -378,58 +329,29 @@ class FollowerWorker:
                 if MirrorState(mirror.state) is MirrorState.SUBMITTED:
                     self.store.apply_trigger(mirror, Trigger.CANCELED, "never placed")
             return
-        results = []
+        legs: list[CancelOutcome] = []
         for order_id in open_legs:
-            outcome = self._cancel_one(order_id)
-            if outcome is None:
+            leg = self.executor.cancel(order_id)
+            if leg.stopped:
                 return
-            if outcome.kind is OutcomeKind.AUTH:
-                self._halt(intent, outcome)
+            if leg.refused_token:
+                self.executor.halt(intent)
                 return
-            results.append(outcome)
-            if not outcome.ok:  # already terminal, or still unknown: read what it is
-                self._refresh_leg(mirror, order_id)
+            legs.append(leg)
+        self._record_cancel(intent, mirror, request, legs)
+
+    def _record_cancel(self, intent: Intent, mirror: MirrorOrder, request: dict,
+                       legs: list[CancelOutcome]) -> None:
         with self.store.write():
-            failures = [r.describe() for r in results if not r.ok]
-            self.store.finish_intent(intent, IntentStatus.DONE if not failures else "CHECKED",
-                                     "; ".join(failures))
+            for leg in legs:  # not cancelled by us: the order as read says what it is
+                if not leg.sent and leg.report is not None:
+                    self.updater.apply_report(mirror.id, leg.report)
+            failures = [leg.outcome.describe() for leg in legs if not leg.sent]
+            self.store.finish_intent(intent, IntentStatus.CHECKED if failures
+                                     else IntentStatus.DONE, "; ".join(failures))
             mirror = self.store.mirror_by_id(mirror.id)
-            if any(r.ok for r in results) and not request.get("order_ids"):
+            if any(leg.sent for leg in legs) and not request.get("order_ids"):
                 self.store.apply_trigger(mirror, Trigger.REQUEST_CANCEL, request.get("reason", ""))
-
-    def _cancel_one(self, order_id: str) -> Outcome | None:
-        """Cancel one order; a cancel is idempotent, so an unknown outcome is followed by a
-        read and, while the order is still open, by the cancel again (bounded)."""
-        outcome: Outcome | None = None
-        for attempt in range(UNKNOWN_LOOKUPS):
-            outcome = self._send(lambda: self.account.cancel(order_id))
-            if outcome is None or outcome.kind is not OutcomeKind.UNKNOWN:
-                return outcome
-            if self._wait(self.lookup_backoff.delay(attempt)):
-                return None
-            current = self.account.order(order_id)
-            if current.ok and current.data.is_terminal:
-                return Outcome(OutcomeKind.SUCCESS, message="cancelled (seen after an "
-                               f"unknown outcome: {outcome.describe()})")
-        return outcome
-
-    def _refresh_leg(self, mirror, order_id: str) -> None:
-        found = self.account.order(order_id)
-        if found.ok:
-            with self.store.write():
-                self.updater.apply_report(mirror.id, found.data)
-
-
-def intent_status(outcome: Outcome) -> IntentStatus:
-    """How a call's outcome finishes its intent."""
-    return _STATUS_FOR_OUTCOME[outcome.kind]
-
-
-_STATUS_FOR_OUTCOME = {
-    OutcomeKind.SUCCESS: IntentStatus.DONE, OutcomeKind.REFUSED: IntentStatus.REFUSED,
-    OutcomeKind.THROTTLED: IntentStatus.THROTTLED, OutcomeKind.UNKNOWN: IntentStatus.UNKNOWN,
-    OutcomeKind.AUTH: IntentStatus.AUTH, OutcomeKind.NOT_FOUND: IntentStatus.NOT_FOUND,
-}
 
 
 def held_against(rows: object, security_id: str, product_type: str, side: str) -> int:

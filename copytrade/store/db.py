@@ -6,7 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
 from pathlib import Path
 
 from peewee import DatabaseError as PeeweeDatabaseError
@@ -16,6 +20,7 @@ from copytrade.errors import StoreError
 from copytrade.home import ensure_private_dir
 from copytrade.store.migrations import migrate
 from copytrade.store.models import database
+from copytrade.store.repo import Store
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,39 @@ def open_store(path: Path, *, background_checkpoints: bool = False) -> SqliteDat
         db.close()
         raise StoreError(f"cannot open the database {path}: {exc}; {RESTORE_HINT}") from None
     return db
+
+
+@contextmanager
+def scratch_copy(source: Path, now: Callable[[], datetime]) -> Iterator[Store]:
+    """A Store on a private, temporary copy of the database at `source` (a dry run
+    decides on it; the real file is only read, never written or checkpointed). Deleted
+    at the end; the models are bound back to the database they were bound to before, so
+    a process that has the real store open keeps it."""
+    previous = database.obj
+    with tempfile.TemporaryDirectory(prefix="copytrade-dry-run-") as scratch:
+        copy = Path(scratch) / "copytrade.db"
+        copy_database(source, copy)
+        db = open_store(copy)
+        try:
+            yield Store(db, now)
+        finally:
+            db.close()
+            if previous is not None:
+                database.initialize(previous)
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of the store (WAL content included) without writing to it: the
+    source is opened read-only, so nothing is checkpointed into it."""
+    if not source.exists():
+        return  # nothing recorded yet: the copy starts empty
+    with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)) as src, \
+            closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+    for suffix in ("-wal", "-shm"):  # a read-only reader may have created them empty
+        sidecar = Path(f"{source}{suffix}")
+        if sidecar.exists():
+            os.chmod(sidecar, 0o600)
 
 
 def _check_integrity(db: SqliteDatabase, path: Path) -> None:

@@ -122,13 +122,6 @@ def cancelled_outside_unreplaced(db: SqliteDatabase, follower: str, trading_date
     return [row[0] for row in rows]
 
 
-def last_place_request(db: SqliteDatabase, mirror_id: int) -> dict | None:
-    """The request of the mirror's last place intent."""
-    row = db.execute_sql("SELECT request FROM intent WHERE mirror_id = ? AND action = 'PLACE' "
-                         "ORDER BY id DESC LIMIT 1", (mirror_id,)).fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def leader_status_and_validity(db: SqliteDatabase, order_id: str) -> tuple[str, str] | None:
     row = db.execute_sql("SELECT status, validity FROM leaderorder WHERE order_id = ?",
                          (order_id,)).fetchone()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from peewee import SqliteDatabase
@@ -20,7 +22,7 @@ from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.intents import IntentAction, IntentStatus, check_move
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
 from copytrade.redact import redact, redact_value
-from copytrade.store.models import ALL_MODELS, Intent, MirrorOrder
+from copytrade.store.models import ALL_MODELS, Intent, LeaderOrder, MirrorOrder, StateEvent
 
 Legs = dict[str, list[Any]]  # follower order id -> [status, traded, quantity]
 OPEN_STATE_VALUES = tuple(sorted(s.value for s in OPEN_STATES))
@@ -38,11 +40,36 @@ def _update_sql(table: str, columns: tuple[str, ...], key: str) -> str:
             f'WHERE {key} = ?')
 
 
+@dataclass(frozen=True)
+class IntentRow:
+    """One intent with the mirror it is for: what replay-missed reports per call."""
+
+    id: int
+    follower: str
+    leader_order_id: str
+    leg: int
+    mirror_id: int
+    action: str
+    status: str
+    request: dict
+    outcome: str
+
+
+_INTENT_ROWS = (
+    "SELECT i.id, m.follower, m.leader_order_id, m.leg, m.id, i.action, i.status, i.request, "
+    "i.outcome FROM intent i JOIN mirrororder m ON m.id = i.mirror_id WHERE ")
+
+
 class Store:
     def __init__(self, db: SqliteDatabase, now: Callable[[], datetime]) -> None:
         self.db = db
         self.now = now
         self.lock = threading.RLock()
+
+    @property
+    def path(self) -> Path:
+        """The database file (the WAL checkpointer opens its own connection to it)."""
+        return Path(self.db.database)
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -67,6 +94,12 @@ class Store:
             return None
         names = [column[0] for column in cursor.description]
         return model(**_from_db(model, dict(zip(names, row, strict=True))))
+
+    def _select_all(self, model: type, table: str, where: str, params: tuple) -> list[Any]:
+        cursor = self.db.execute_sql(f'SELECT * FROM "{table}" WHERE {where}', params)
+        names = [column[0] for column in cursor.description]
+        return [model(**_from_db(model, dict(zip(names, row, strict=True))))
+                for row in cursor.fetchall()]
 
     def _update(self, table: str, key: str, key_value: Any, fields: dict[str, Any]) -> int:
         columns = tuple(fields)
@@ -160,6 +193,49 @@ class Store:
             self.record_event(mirror, before, step.state, trigger, detail)
         return step
 
+    def mirrors_to_cancel(self, *, follower: str | None, leader_order_ids: Collection[str],
+                          states: Collection[str] | None) -> list[MirrorOrder]:
+        """cancel-mirror's candidates, oldest first: every attempt of the leader orders
+        named, or (`states` given) every mirror in one of `states`; of one follower or all."""
+        where, params = ["1"], []
+        if follower is not None:
+            where.append("follower = ?")
+            params.append(follower)
+        if states is not None:
+            where.append(f"state IN ({', '.join('?' for _ in states)})")
+            params += sorted(states)
+        else:
+            where.append(f"leader_order_id IN ({', '.join('?' for _ in leader_order_ids)})")
+            params += list(leader_order_ids)
+        return self._select_all(MirrorOrder, "mirrororder",
+                                " AND ".join(where) + " ORDER BY id", tuple(params))
+
+    def cancel_asked(self, mirror_id: int) -> bool:
+        """Whether any cancel of ours (follow's or cancel-mirror's) was ever committed for
+        the mirror."""
+        return self.db.execute_sql(
+            "SELECT 1 FROM intent WHERE mirror_id = ? AND action = 'CANCEL' LIMIT 1",
+            (mirror_id,)).fetchone() is not None
+
+    def filled_without_fill_lag(self, leader_order_id: str) -> list[tuple[int, datetime]]:
+        """(mirror id, when it went FILLED) of the leader order's filled mirrors that have
+        no fill lag recorded yet."""
+        rows = self.db.execute_sql(
+            "SELECT m.id, MAX(e.at) FROM mirrororder m JOIN stateevent e ON e.mirror_id = m.id "
+            "WHERE m.leader_order_id = ? AND m.state = 'FILLED' AND m.fill_lag_ms IS NULL "
+            "AND e.to_state = 'FILLED' GROUP BY m.id", (leader_order_id,)).fetchall()
+        return [(mirror_id, StateEvent.at.python_value(at)) for mirror_id, at in rows]
+
+    def set_fill_lag(self, mirror_id: int, lag_ms: float) -> None:
+        self.db.execute_sql("UPDATE mirrororder SET fill_lag_ms = ? WHERE id = ?",
+                            (lag_ms, mirror_id))
+
+    def leader_traded_at(self, order_id: str) -> datetime | None:
+        """When the leader order was first seen fully traded (None: not yet, or unknown)."""
+        row = self.db.execute_sql("SELECT traded_at FROM leaderorder WHERE order_id = ?",
+                                  (order_id,)).fetchone()
+        return LeaderOrder.traded_at.python_value(row[0]) if row else None
+
     def record_event(self, mirror: MirrorOrder, before: MirrorState, after: MirrorState,
                      trigger: Trigger, detail: str = "") -> None:
         """The event of a transition the caller made itself (a mirror created in its
@@ -195,6 +271,35 @@ class Store:
         return [(row[0], row[1]) for row in self.db.execute_sql(
             "SELECT i.id, m.follower FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
             "WHERE i.status = 'SENDING' ORDER BY i.id").fetchall()]
+
+    def last_ids(self) -> tuple[int, int]:
+        """The newest intent and mirror ids: what a run adds comes after them."""
+        row = self.db.execute_sql("SELECT (SELECT COALESCE(MAX(id), 0) FROM intent), "
+                                  "(SELECT COALESCE(MAX(id), 0) FROM mirrororder)").fetchone()
+        return int(row[0]), int(row[1])
+
+    def intent_rows_after(self, after_id: int) -> list[IntentRow]:
+        """Every intent after `after_id`, oldest first (a range on the rowid)."""
+        return self._intent_rows("i.id > ? ORDER BY i.id", (after_id,))
+
+    def intent_rows(self, intent_ids: Collection[int]) -> list[IntentRow]:
+        """These intents, oldest first."""
+        ids = sorted(intent_ids)
+        rows: list[IntentRow] = []
+        for start in range(0, len(ids), 400):  # well under SQLite's bound on variables
+            chunk = ids[start:start + 400]
+            rows += self._intent_rows(f"i.id IN ({', '.join('?' for _ in chunk)}) "
+                                      "ORDER BY i.id", tuple(chunk))
+        return rows
+
+    def sending_intent_rows(self) -> list[IntentRow]:
+        """Every intent still SENDING (through the status index), oldest first."""
+        return self._intent_rows("i.status = 'SENDING' ORDER BY i.id", ())
+
+    def _intent_rows(self, where: str, params: tuple) -> list[IntentRow]:
+        return [IntentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                          json.loads(row[7] or "{}"), row[8] or "")
+                for row in self.db.execute_sql(_INTENT_ROWS + where, params).fetchall()]
 
     def finish_intent(self, intent: Intent, status: IntentStatus | str, outcome: str) -> None:
         """SENDING -> one outcome, once (core/intents.py); a second finish is a bug and

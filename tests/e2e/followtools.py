@@ -18,11 +18,11 @@ from pathlib import Path
 from dhanhq import DhanContext, dhanhq
 from simtools import eventually
 
-from copytrade.config import load_config, require_valid
+from copytrade.cli.context import Context
 from copytrade.engine.follow import FollowEngine
 from copytrade.engine.worker import Backoff
+from copytrade.home import HomePaths
 from copytrade.sim.server import Emulator
-from copytrade.store.db import open_store
 from copytrade.store.models import AuditEvent, Intent, LeaderOrder, MirrorOrder
 from copytrade.store.repo import Store
 
@@ -127,7 +127,8 @@ def sdk(sim: Emulator, client_id: str, token: str, timeout: float = 5.0) -> dhan
 @contextmanager
 def running_follow(sim: Emulator, home: Path, followers: list[Follower], *, settings: str = "",
                    start: bool = True, fast_backoff: bool = True,
-                   http_timeout: float | None = None) -> Iterator[FollowRun]:
+                   http_timeout: float | None = None,
+                   stream_options: dict | None = None) -> Iterator[FollowRun]:
     """Config, store and engine in `home`; the engine runs in a thread until the block
     ends (then stops, bounded). The streams are connected when the block starts."""
     home.mkdir(parents=True, exist_ok=True)
@@ -136,14 +137,15 @@ def running_follow(sim: Emulator, home: Path, followers: list[Follower], *, sett
     config_path.write_text(config_text(sim, followers, settings + "\n" + timeout_line))
     environ = {"LEADER_TOKEN": LEADER_TOKEN}
     environ.update({f"TOKEN_{f.name.upper().replace('-', '_')}": f.token for f in followers})
-    config = load_config(config_path)
-    tokens = require_valid(config, environ, secrets_file=home / "secrets.toml")
-    store = Store(open_store(home / "copytrade.db", background_checkpoints=True),
-                  lambda: datetime.now(UTC))
-    engine = FollowEngine(config, tokens, store, limits_path=home / "limits.db",
-                          stream_options=TEST_STREAM_OPTIONS,
-                          trading_date=lambda: (datetime.now(UTC) + timedelta(
-                              hours=5, minutes=30)).date())
+    # The CLI's composition root, on this home: the same accounts, limiters and store.
+    context = Context.load(config_path, environ=environ,
+                           paths=HomePaths.from_dirs(home, home, home / "logs"),
+                           background_checkpoints=True,
+                           trading_date=lambda: (datetime.now(UTC) + timedelta(
+                               hours=5, minutes=30)).date())
+    store = context.store
+    engine = context.follow_engine(stream_options={**TEST_STREAM_OPTIONS,
+                                                   **(stream_options or {})})
     if fast_backoff:
         for worker in engine.workers.values():
             worker.backoff = Backoff(initial=0.05, maximum=0.2)

@@ -284,7 +284,7 @@ def test_a_mirror_whose_place_is_in_flight_is_cancelled_once_its_order_exists(
             "orderType": "LIMIT", "validity": "DAY", "securityId": "1333", "quantity": 10,
             "price": 1600})
         wait_state(run, order, "f1", "SUBMITTED")
-        [target] = plan_cancel(Selection((order,))).targets
+        [target] = plan_cancel(Selection((order,)), run.store).targets
         assert target.order_ids == ()  # follow's place has not reached the broker yet
 
         results = cancel_mirrors(run.store, accounts(live_sim, F1), Selection((order,)))

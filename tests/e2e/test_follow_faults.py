@@ -238,6 +238,26 @@ def test_leader_stream_stalled_is_noticed_and_caught_up(live_sim: Emulator,
         _check_caught_up(run, before, gap)
 
 
+def test_a_silent_leader_stream_is_answered_from_the_book_at_dhan_tolerant_pings(
+        live_sim: Emulator, tmp_path: Path) -> None:
+    """Keepalive as tolerant as real Dhan needs (it alone would take 30 s): the probe finds
+    the silence, the book is read every second meanwhile, and the orders the silent stream
+    did not bring are mirrored from it and reconnect the stream."""
+    with running_follow(live_sim, tmp_path, [F1, F2], stream_options={
+            "ping_interval": 30.0, "ping_timeout": 30.0, "probe_every": 0.2,
+            "silent_after": 0.5}) as run:
+        before = api_place(run, quantity=2)
+        run.wait_for(lambda: run.mirror_states("f1") == ["FILLED"] and settled(run))
+        reconnects = run.engine.status.leader_stream.reconnects
+        assert live_sim.stall_stream(LEADER_ID, seconds=60) == 1
+        run.wait_for(lambda: run.audit("stream_silent"), timeout=10)
+        gap = _gap_orders(live_sim)
+        run.wait_for(lambda: run.engine.status.leader_stream.reconnects > reconnects,
+                     timeout=15)
+        _check_caught_up(run, before, gap)
+        assert run.audit("stream_stalled")  # the book's news forced the reconnect
+
+
 # ---- REST faults on the follower's place -----------------------------------------------------
 
 def test_429_on_place_backs_off_and_places_once(live_sim: Emulator, tmp_path: Path) -> None:

@@ -25,9 +25,11 @@ not changed for a moment.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
+import traceback
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -71,6 +73,24 @@ def stem(cid: str) -> str:
     return cid.rsplit("-", 1)[0]
 
 
+class _ErrorCollector(logging.Handler):
+    """Errors the engine only logs (a worker's failed intent, a report that could not be
+    applied), for the failure message: no audit row carries them."""
+
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"{record.threadName} {record.name}: {record.getMessage()}"
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None:
+            where = traceback.extract_tb(exc.__traceback__)[-1:]
+            at = f" at {where[0].filename}:{where[0].lineno}" if where else ""
+            text += f": {type(exc).__name__}: {exc}{at}"
+        self.sink.append(text[:500])
+
+
 class FollowMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -79,6 +99,7 @@ class FollowMachine(RuleBasedStateMachine):
         self.run: FollowRun | None = None
         self.trading_date = None
         self.steps: list[str] = []  # what each rule did, for failure messages
+        self.errors: list[str] = []  # errors the engine logged, for failure messages
 
     def _did(self, what: str) -> None:
         self.steps.append(what)
@@ -89,6 +110,9 @@ class FollowMachine(RuleBasedStateMachine):
     def start(self) -> None:
         home = Path(tempfile.mkdtemp(prefix="ct-stateful-"))
         self.stack.callback(shutil.rmtree, home, ignore_errors=True)
+        collector = _ErrorCollector(self.errors)
+        logging.getLogger("copytrade").addHandler(collector)
+        self.stack.callback(logging.getLogger("copytrade").removeHandler, collector)
         self.sim = self.stack.enter_context(Emulator(seed=5))
         self.sim.set_hold(1)  # a timed-out request is held 1 s: longer than http_timeout
         self.run = self.stack.enter_context(running_follow(
@@ -277,8 +301,12 @@ class FollowMachine(RuleBasedStateMachine):
         books = {a: [(o["orderId"], o["orderStatus"], o["quantity"], o["filledQty"],
                       o["price"], o["correlationId"]) for o in self._book(a, snapshot)]
                  for a in ACCOUNTS}
+        workers = [(name, w.backlog, w._thread.is_alive())
+                   for name, w in self.run.engine.workers.items()]
         return (f"steps={self.steps} books={books} mirrors={mirrors} intents={intents} "
-                f"audit={[(a.kind, a.message) for a in self.run.audit()][-8:]}")
+                f"audit={[(a.kind, a.message) for a in self.run.audit()][-8:]} "
+                f"logged errors={self.errors[-6:]} "
+                f"workers (name, backlog, alive)={workers}")
 
     @invariant()
     def promises(self) -> None:

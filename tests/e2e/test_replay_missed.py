@@ -27,7 +27,7 @@ import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, Follower, config_text, follower, sdk
 
 from copytrade.cli.app import run
-from copytrade.config import load_config, require_valid
+from copytrade.cli.context import Context
 from copytrade.engine.lock import acquire_follow_lock
 from copytrade.engine.replay import Progress, ReplayReport, ResultKind, replay_missed
 from copytrade.sim.clock import IST
@@ -365,16 +365,14 @@ def test_calls_still_unanswered_fail_the_run_and_the_next_run_resumes_them(
     """The engine function with a short wait: what is still queued when it ends stays
     committed (SENDING), is reported as failed, and the next run looks it up and sends it."""
     first, second = buy(sim, "1333", 10, 1600), buy(sim, "2885", 5, 1350)
-    config = load_config(home / "copytrade.toml")
-    tokens = require_valid(config)
+    context = Context.load()  # the home's copytrade.toml, tokens from the environment
 
     def slow_once_deciding(progress: Progress) -> None:
         if progress.stage == "orders" and progress.done == 0:
             sim.set_delay(1500)  # every REST reply from now on: 0.75 s before, 0.75 s after
 
     def replay(**options: object) -> ReplayReport:
-        return replay_missed(config, tokens, database_file=home / "copytrade.db",
-                             limits_path=home / "limits.db", since=datetime.now(IST) -
+        return replay_missed(context.wiring, context.store, since=datetime.now(IST) -
                              timedelta(minutes=1), until=datetime.now(IST), follower="f1",
                              **options)  # type: ignore[arg-type]
 

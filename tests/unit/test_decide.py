@@ -12,10 +12,10 @@ from copytrade.core.decide import (
     Action,
     ActionKind,
     MirrorView,
-    SizeFn,
     decide,
     effective_price,
     effective_trigger,
+    needs_size,
 )
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import OPEN_STATES, TERMINAL_STATES, MirrorState
@@ -44,17 +44,17 @@ def mirror(state: MirrorState = MirrorState.ACCEPTED, *, quantity: int = 130, fi
                       sliced)
 
 
-def sized(quantity: int = 130, *, disclosed: int = 0, slice_: bool = False) -> SizeFn:
-    return lambda: SizedOrder(quantity, quantity // LOT, disclosed, slice_)
+def sized(quantity: int = 130, *, disclosed: int = 0, slice_: bool = False) -> SizedOrder:
+    return SizedOrder(quantity, quantity // LOT, disclosed, slice_)
 
 
-def never_sized() -> SizedOrder:
-    raise AssertionError("size() must not be called here")
-
-
-def run(report: OrderReport, view: MirrorView | None = None, *, size: SizeFn = never_sized,
-        mirror_on_transit: bool = False) -> list[Action]:
-    return decide(report, view, mirror_on_transit=mirror_on_transit, size=size)
+def run(report: OrderReport, view: MirrorView | None = None, *,
+        size: SizedOrder | Skip | None = None, mirror_on_transit: bool = False) -> list[Action]:
+    """decide, checking `needs_size` agrees: a size is given exactly where one is used (no
+    size given where one is needed raises)."""
+    if size is not None:
+        assert needs_size(report, view, mirror_on_transit=mirror_on_transit)
+    return decide(report, view, mirror_on_transit=mirror_on_transit, sized=size)
 
 
 # ---- no mirror yet: the first decision ----------------------------------------------------------
@@ -119,7 +119,7 @@ def test_a_leader_order_ended_before_it_was_seen_is_skipped(status: str) -> None
 
 
 def test_a_sizing_skip_is_recorded_with_its_reason() -> None:
-    actions = run(leader(), size=lambda: Skip("0.5 lots after multiplier 0.5: below one lot"))
+    actions = run(leader(), size=Skip("0.5 lots after multiplier 0.5: below one lot"))
     assert actions == [Action(K.SKIP, reason="0.5 lots after multiplier 0.5: below one lot")]
 
 
@@ -235,7 +235,7 @@ def test_a_resize_to_what_is_already_filled_cancels_the_rest() -> None:
 
 def test_a_resize_below_one_lot_cancels_the_mirror() -> None:
     actions = run(leader(quantity=65), mirror(),
-                  size=lambda: Skip("0.5 lots after multiplier 0.5: below one lot"))
+                  size=Skip("0.5 lots after multiplier 0.5: below one lot"))
     assert actions == [Action(K.CANCEL, reason="leader modified: 0.5 lots after "
                                                "multiplier 0.5: below one lot",
                               code=ReasonCode.RESIZED_AWAY)]
@@ -252,3 +252,26 @@ def test_a_mirror_placed_on_transit_follows_a_change_still_in_transit() -> None:
     actions = run(leader("TRANSIT", quantity=195), mirror(), size=sized(195),
                   mirror_on_transit=True)
     assert [(a.kind, a.quantity) for a in actions] == [(K.MODIFY, 195)]
+
+
+# ---- needs_size: when a size is used ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("report", "view", "used"), [
+    (leader("TRANSIT"), None, False),
+    (leader("REJECTED"), None, False),
+    (leader("CANCELLED"), None, False),
+    (leader(), None, True),
+    (leader(), mirror(MirrorState.PENDING_CANCEL), False),
+    (leader("CANCELLED"), mirror(), False),
+    (leader(), mirror(), True),
+    (leader(), mirror(MirrorState.FILLED), False),  # not reopenable: ended for good
+])
+def test_needs_size_says_where_a_size_is_used(report: OrderReport, view: MirrorView | None,
+                                              used: bool) -> None:
+    assert needs_size(report, view, mirror_on_transit=False) is used
+
+
+def test_a_decision_that_needs_a_size_refuses_to_go_without() -> None:
+    with pytest.raises(ValueError, match="needs a size"):
+        decide(leader(), None, mirror_on_transit=False, sized=None)

@@ -1,11 +1,12 @@
 """The promise, as a property: for any sequence of leader frames (duplicated, reordered,
 with gaps), the followers end with exactly the orders the leader's final state implies.
 
-A small pure model of the engine's loop (copytrade/engine/replicator.py) drives the real
-`merge`, `decide`, `size_order` / `resize_total` and the mirror state machine against a
-fake follower broker that answers at once (and fills only when a test says so). The model
-copies what the replicator and the worker do with each action (PLACE / MODIFY / CANCEL /
-REPLACE / SKIP) and no more; the strategies generate a leader order's true life, the
+A small model of the engine's loop drives the production `merge`, the production planner
+(`core.plan.plan`: staleness, sizing and `decide`, the very call the replicator makes, on
+the replicator's own `mirror_view` of the mirror row) and the mirror state machine against
+a fake follower broker that answers at once (and fills only when a test says so). Only what
+the replicator records and the worker sends for each action (PLACE / MODIFY / CANCEL /
+REPLACE / SKIP) is modelled; the strategies generate a leader order's true life, the
 frames it emits and a delivery of those frames (repeated, reordered, some lost) that ends
 with a REST read of the final state, as the catch-up after a reconnect does, followed by
 a few stale frames from the drained buffer.
@@ -23,18 +24,11 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from copytrade.core.decide import (
-    Action,
-    ActionKind,
-    MirrorView,
-    decide,
-    effective_price,
-    effective_trigger,
-    is_reopenable,
-)
+from copytrade.core.decide import Action, ActionKind, effective_price, effective_trigger
 from copytrade.core.events import OrderReport, ReportSource
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import OPEN_STATES, TERMINAL_STATES, MirrorState, Trigger, transition
+from copytrade.core.plan import PlanInputs, plan
 from copytrade.core.sizing import (
     LeaderOrder,
     NetPositions,
@@ -42,9 +36,9 @@ from copytrade.core.sizing import (
     SizingMode,
     SizingRule,
     Skip,
-    resize_total,
     size_order,
 )
+from copytrade.engine.replicator import mirror_view
 
 LOT = 65  # NIFTY
 T0 = datetime(2025, 1, 6, 9, 15, 0)
@@ -52,6 +46,7 @@ ORDER_TYPES = ("LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_MARKET")
 PRICES = (99.5, 100.0, 100.05, 101.0, 102.35)
 ENDED_WITHOUT_FILL = frozenset({"CANCELLED", "EXPIRED", "REJECTED"})
 SETTINGS = settings(max_examples=300, deadline=None)
+QUOTE = 100.0  # the last price, and every fill's: a market order caught up late is chased
 
 
 # ---- the leader order's true life ------------------------------------------------------------
@@ -120,6 +115,7 @@ def frame(state: LeaderState, second: int, *, source: ReportSource = ReportSourc
         security_id="52175", transaction_type="BUY", product_type="MARGIN",
         order_type=state.order_type, validity="DAY", quantity=state.quantity,
         traded_quantity=state.traded, price=state.price, trigger_price=state.trigger_price,
+        average_price=QUOTE if state.traded else 0.0,
         reason="RMS: margin exceeds" if state.status == "REJECTED" else "",
         symbol="NIFTY-FUT", lot_size=LOT if source is ReportSource.STREAM else None,
         updated_at=T0 + timedelta(seconds=second), source=source)
@@ -276,13 +272,14 @@ class FakeFollowerBroker:
 
 @dataclass
 class Mirror:
-    """The store's mirror row, as the replicator reads and writes it."""
+    """The store's mirror row (the fields of store.models.MirrorOrder that the replicator's
+    `mirror_view` reads), as the replicator and the worker write it."""
 
     attempt: int
     state: MirrorState
     quantity: int = 0  # this attempt's own units
-    carried: int = 0  # filled by earlier attempts
-    filled: int = 0  # filled by this attempt
+    carried_quantity: int = 0  # filled by earlier attempts
+    filled_quantity: int = 0  # filled by this attempt
     price: float = 0.0
     trigger_price: float = 0.0
     order_type: str = ""
@@ -290,20 +287,16 @@ class Mirror:
     sliced: bool = False
     order_id: str | None = None
     reason: str = ""
-    code: str = ""  # the reason's code, as the store keeps it beside the text
+    reason_code: str = ""  # the reason's code, as the store keeps it beside the text
+    shadow: bool = False
 
     def step(self, trigger: Trigger) -> None:
         self.state = transition(self.state, trigger).state
 
-    def view(self) -> MirrorView:  # replicator._view
-        return MirrorView(self.state, self.quantity + self.carried, self.filled + self.carried,
-                          self.price, self.trigger_price, self.order_type, self.modifications,
-                          self.sliced, reopenable=is_reopenable(self.state, self.code))
-
 
 @dataclass
 class Engine:
-    """One leader order, one follower: the replicator's loop over `merge` and `decide`,
+    """One leader order, one follower: the replicator's loop over `merge` and `plan`,
     with the worker's calls made at once and their outcomes applied to the mirror."""
 
     rule: SizingRule
@@ -326,11 +319,7 @@ class Engine:
         if not merged.changed:
             return
         self.known = merged
-        leader = merged.report
-        mirror = self.mirror
-        view = mirror.view() if mirror else None
-        for action in decide(leader, view, mirror_on_transit=self.mirror_on_transit,
-                             size=lambda: self.size(leader, view)):
+        for action in plan(self.inputs(merged.report)):
             self.actions.append(action)
             self.apply(action)
         self.check_live()
@@ -346,44 +335,45 @@ class Engine:
             units = min(units, order.quantity - order.filled - LOT)
         filled = self.broker.fill(mirror.order_id, units) if units > 0 else 0
         if filled:
-            mirror.filled += filled
-            done = mirror.filled >= mirror.quantity
+            mirror.filled_quantity += filled
+            done = mirror.filled_quantity >= mirror.quantity
             mirror.step(Trigger.FILL if done else Trigger.PARTIAL_FILL)
 
     def check_live(self) -> None:
         live = self.broker.live()
         assert len(live) <= 1, f"{len(live)} live follower orders for one leader order"
 
-    def size(self, leader: OrderReport, view: MirrorView | None) -> SizedOrder | Skip:
-        lot_size = leader.lot_size or LOT  # REST rows carry none: the instrument list has it
-        common = dict(positions=NetPositions(0, 0), freeze_limit=self.freeze_limit,
-                      reference_price=leader.price or leader.trigger_price or None)
-        order = LeaderOrder.from_report(leader)
-        if view is None:
-            return size_order(self.rule, order, lot_size, **common)
-        return resize_total(self.rule, order, lot_size, view.filled_quantity, **common)
+    def inputs(self, leader: OrderReport) -> PlanInputs:
+        """What the replicator gathers: the mirror row's view, the instrument list's lot
+        size, flat positions (one order, no other activity), a quote at every fill's price."""
+        mirror = self.mirror
+        return PlanInputs(leader, mirror_view(mirror) if mirror else None,  # type: ignore[arg-type]
+                          self.rule, mirror_on_transit=self.mirror_on_transit, lot_size=LOT,
+                          freeze_limit=self.freeze_limit, positions=NetPositions(0, 0),
+                          now=T0, quote=QUOTE)
 
     def apply(self, action: Action) -> None:
         mirror = self.mirror
         if action.kind is ActionKind.SKIP:
             assert mirror is None, "decide skipped a leader order that has a mirror"
-            skipped = Mirror(1, MirrorState.PLANNED, reason=action.reason, code=action.code)
+            skipped = Mirror(1, MirrorState.PLANNED, reason=action.reason,
+                             reason_code=action.code)
             skipped.step(Trigger.SKIP)
             self.mirrors.append(skipped)
         elif action.kind is ActionKind.PLACE and mirror is None:
             self.place(action, attempt=1, carried=0)
         elif action.kind is ActionKind.PLACE:  # a top-up of an ended mirror: the remainder
             assert mirror.state in TERMINAL_STATES, "a second live mirror of one leader order"
-            carried = mirror.carried + mirror.filled
+            carried = mirror.carried_quantity + mirror.filled_quantity
             self.place(replace(action, quantity=action.quantity + carried),
                        attempt=mirror.attempt + 1, carried=carried)
         else:
             assert mirror is not None and mirror.order_id is not None
             if action.kind is ActionKind.CANCEL:
-                mirror.reason, mirror.code = action.reason, action.code
+                mirror.reason, mirror.reason_code = action.reason, action.code
                 self.cancel(mirror)
             elif action.kind is ActionKind.MODIFY:  # replicator._record_modify
-                own = action.quantity - mirror.carried
+                own = action.quantity - mirror.carried_quantity
                 mirror.quantity, mirror.price = own, action.price
                 mirror.trigger_price, mirror.order_type = action.trigger_price, action.order_type
                 mirror.modifications += 1
@@ -391,7 +381,7 @@ class Engine:
             else:  # REPLACE: replicator._record_replace
                 self.cancel(mirror)
                 self.place(action, attempt=mirror.attempt + 1,
-                           carried=mirror.carried + mirror.filled)
+                           carried=mirror.carried_quantity + mirror.filled_quantity)
 
     def place(self, action: Action, *, attempt: int, carried: int) -> None:
         own = action.quantity - carried
@@ -480,7 +470,7 @@ def check_converged(scenario: Scenario, engine: Engine) -> None:
     mirror = engine.mirror
     assert mirror is not None and mirror.order_id == order.order_id
     assert isinstance(sized, SizedOrder), f"sizing skips ({sized}), yet an order is open"
-    assert (mirror.carried + order.quantity, order.order_type, order.price,
+    assert (mirror.carried_quantity + order.quantity, order.order_type, order.price,
             order.trigger_price) == (
         sized.quantity, final.order_type, effective_price(final.order_type, final.price),
         effective_trigger(final.order_type, final.trigger_price))
@@ -638,7 +628,7 @@ def test_a_replace_carries_what_the_follower_already_filled() -> None:
     assert kinds(engine) == ["PLACE"] + ["MODIFY"] * 25 + ["REPLACE", "MODIFY"]
     first, second = engine.broker.orders.values()
     assert (first.filled, first.status) == (65, "CANCELLED")
-    assert (engine.mirror.carried, second.quantity) == (65, 195)  # 4 lots in all
+    assert (engine.mirror.carried_quantity, second.quantity) == (65, 195)  # 4 lots in all
 
 
 # ---- bugs this property found, as minimal examples; one known limitation -------------------

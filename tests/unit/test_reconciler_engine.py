@@ -5,6 +5,7 @@ replay-missed's wait for its calls on the same store: work per answer, not per p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +18,7 @@ from test_reconcile import GRACE, messy_world
 
 from copytrade.core.events import OrderReport, ReportSource
 from copytrade.core.ids import correlation_id, is_ours
+from copytrade.core.leader import merge
 from copytrade.core.orders import TERMINAL_STATES, MirrorState, Trigger
 from copytrade.core.reconcile import (
     StoredMirror,
@@ -25,12 +27,14 @@ from copytrade.core.reconcile import (
     settled_rows,
     stem,
 )
+from copytrade.core.sizing import NO_CAPS, SizingMode, SizingRule
 from copytrade.dhan.rest import OutcomeKind, PlaceRequest
 from copytrade.engine import reconciler as engine
 from copytrade.engine import replay
 from copytrade.engine.mirrors import CANCELLED_OUTSIDE, MirrorUpdater
 from copytrade.engine.positions import PositionBook
 from copytrade.engine.reconciler import FollowerReconcile, Reconciler, gather
+from copytrade.engine.replicator import FollowerPlan, Replicator
 from copytrade.store.db import open_store
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store
@@ -57,20 +61,38 @@ class World:
     clock: Clock
     updater: MirrorUpdater
     submitted: list[int] = field(default_factory=list)
+    freeze_limit: int | None = None
+    replicator: Replicator = field(init=False)
 
-    def reconciler(self, policy: str = "alert", *, stopped: bool = False) -> Reconciler:
+    def __post_init__(self) -> None:
+        """The replicator follow builds: its planner sizes the reconciler's replacements
+        (multiplier 1, lot size 1: a follower mirrors the leader unit for unit)."""
+        plan = FollowerPlan(NAME, SizingRule(SizingMode.MULTIPLIER, 1.0), NO_CAPS,
+                            PositionBook(), submit=lambda *args, **kwargs: None)
+        self.replicator = Replicator(
+            self.store, [plan], self.updater, lot_size=lambda segment, security: 1,
+            freeze_limit=lambda security, symbol: self.freeze_limit,
+            trading_date=lambda: DAY, leader_positions=PositionBook(), wall=lambda: 1e9,
+            now=self.clock.now)
+
+    def reconciler(self, policy: str = "alert", *, stopped: bool = False,
+                   planned: bool = True) -> Reconciler:
         follower = FollowerReconcile(NAME, self.broker, policy, self.submitted.append)
+        extra = {"replace_cancelled": self.replicator.replace_cancelled} if planned else {}
         return Reconciler(self.store, self.updater, [follower],
                           trading_date=DAY.isoformat, now=self.clock.now,
-                          stopped=lambda name: stopped)
+                          stopped=lambda name: stopped, **extra)
 
-    def leader(self, leader_id: str, quantity: int = 10, price: float = 100.0) -> None:
+    def leader(self, leader_id: str, quantity: int = 10, price: float = 100.0, *,
+               status: str = "PENDING", order_type: str = "LIMIT") -> None:
+        """The leader's order, stored and known to the replicator (its in-memory state)."""
         report = OrderReport(
-            order_id=leader_id, status="PENDING", exchange_segment="NSE_EQ",
+            order_id=leader_id, status=status, exchange_segment="NSE_EQ",
             security_id="1333", transaction_type="BUY", product_type="CNC",
-            order_type="LIMIT", validity="DAY", quantity=quantity, traded_quantity=0,
+            order_type=order_type, validity="DAY", quantity=quantity, traded_quantity=0,
             price=price, source=ReportSource.REST)
         self.store.save_leader(report, (), DAY.isoformat())
+        self.replicator.leaders[leader_id] = merge(None, report)
 
     def mirror(self, leader_id: str, *, attempt: int = 1, quantity: int = 10,
                price: float = 100.0, state: MirrorState = MirrorState.SUBMITTED,
@@ -224,11 +246,82 @@ def test_resync_replaces_a_cancel_outside_once(world: World) -> None:
 def test_no_replacement_once_the_leader_order_ended(world: World) -> None:
     mirror, order_id = world.placed("L1")
     with world.store.write():
-        world.store.db.execute_sql("UPDATE leaderorder SET status = 'CANCELLED'")
+        world.leader("L1", status="CANCELLED")
     world.broker.app_cancel(order_id)
     reconciler = world.reconciler("resync")
     reconciler.run_round()
     reconciler.run_round()
+    assert world.state(mirror.id)[0] == "CANCELED" and world.submitted == []
+
+
+def replaced(world: World, *, filled: int = 4) -> tuple[MirrorOrder, MirrorOrder, dict]:
+    """L1 (10 @ 100) mirrored, `filled` units filled, the rest cancelled in the app, then a
+    resync round: (the cancelled mirror, its replacement, the replacement's request)."""
+    mirror, order_id = world.placed("L1", quantity=10)
+    if filled:
+        world.broker.fill(order_id, filled)
+        world.apply(mirror.id, order_id)
+    world.broker.app_cancel(order_id)
+    world.reconciler("resync").run_round()
+    [(action, status, retry_id)] = world.intents()[1:]
+    assert (action, status) == ("PLACE", "SENDING")
+    request = json.loads(world.store.intent_by_id(world.submitted[-1]).request)
+    return world.store.mirror_by_id(mirror.id), world.store.mirror_by_id(retry_id), request
+
+
+def test_a_replacement_is_planned_from_the_leader_as_known_now(world: World) -> None:
+    """Not a resend of the last place request: the leader modified its order to 12 @ 101
+    since, so the remainder is 12 - 4 filled at 101, as a top-up would be."""
+    mirror, order_id = world.placed("L1", quantity=10)
+    world.broker.fill(order_id, 4)
+    world.apply(mirror.id, order_id)
+    world.broker.app_cancel(order_id)
+    with world.store.write():
+        world.leader("L1", quantity=12, price=101.0)
+    world.reconciler("resync").run_round()
+    retry = world.store.mirror_by_id(world.intents()[-1][2])
+    request = json.loads(world.store.intent_by_id(world.submitted[-1]).request)
+    assert (retry.attempt, retry.quantity, retry.carried_quantity, retry.price) == (
+        2, 8, 4, 101.0)
+    assert request["order"] | {"quantity": 8, "price": 101.0} == request["order"]
+    assert (request["order"]["validity"], request["slice"]) == ("DAY", False)
+    assert retry.correlation_id == cid("L1", 2)
+
+
+def test_a_replacement_above_the_freeze_limit_is_sliced_by_the_planner(world: World) -> None:
+    world.freeze_limit = 5
+    _, retry, request = replaced(world, filled=0)
+    assert (retry.quantity, retry.sliced, request["slice"]) == (10, True, True)
+
+
+def test_a_replacement_keeps_the_positions_the_mirror_was_sized_with(world: World) -> None:
+    mirror, order_id = world.placed("L1", quantity=10)
+    with world.store.write():
+        world.store.update_mirror(mirror, leader_position_before=-20,
+                                  follower_position_before=-10)
+    world.broker.app_cancel(order_id)
+    world.reconciler("resync").run_round()
+    retry = world.store.mirror_by_id(world.intents()[-1][2])
+    # The leader's BUY of 10 covers half its short of 20: the follower covers 5 of its 10.
+    assert (retry.quantity, retry.leader_position_before, retry.follower_position_before) == (
+        5, -20, -10)
+
+
+def test_without_a_planner_resync_replaces_nothing(world: World) -> None:
+    mirror, order_id = world.placed("L1")
+    world.broker.app_cancel(order_id)
+    reconciler = world.reconciler("resync", planned=False)
+    reconciler.run_round()
+    reconciler.run_round()
+    assert world.state(mirror.id) == ("CANCELED", CANCELLED_OUTSIDE)
+    assert world.submitted == [] and world.audits("resync") == []
+
+
+def test_no_replacement_for_a_leader_order_the_replicator_does_not_know(world: World) -> None:
+    mirror, order_id = world.placed("L1")
+    world.replicator.leaders.clear()
+    world.broker.app_cancel(order_id)
+    world.reconciler("resync").run_round()
     assert world.state(mirror.id)[0] == "CANCELED" and world.submitted == []
 
 

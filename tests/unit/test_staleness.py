@@ -22,7 +22,7 @@ def order(status: str = "PENDING", order_type: str = "LIMIT", average: float = 0
 
 def reason(report: OrderReport, *, age: float = 10, price: float | None = 1650.0) -> str:
     return stale_reason(report, now=CREATED + timedelta(seconds=age), max_age_seconds=300,
-                        max_drift_percent=1.0, last_price=lambda: price)
+                        max_drift_percent=1.0, quote=price)
 
 
 def test_young_orders_are_chased() -> None:

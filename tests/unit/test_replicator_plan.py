@@ -1,0 +1,133 @@
+"""The replicator gathers the planner's inputs (core/plan.py) and records its actions:
+what it reads, when, and the side effects it keeps outside the pure call (the lot-size
+mismatch audit, the quote fetched before the write transaction). Real store on a
+temporary file, no broker: the followers' workers are stand-ins that collect intents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from copytrade.core.events import OrderReport, ReportSource
+from copytrade.core.sizing import NO_CAPS, SizingMode, SizingRule
+from copytrade.engine.mirrors import MirrorUpdater
+from copytrade.engine.positions import PositionBook
+from copytrade.engine.replicator import FollowerPlan, Replicator
+from copytrade.store.db import open_store
+from copytrade.store.repo import Store
+
+DAY = date(2025, 1, 6)
+NOW = datetime(2025, 1, 6, 4, 0, tzinfo=UTC)
+LISTED_LOT = 65
+
+
+@dataclass
+class Reads:
+    """How often the replicator asked for each input, and in which state."""
+
+    lot_size: int = 0
+    freeze_limit: int = 0
+    now: int = 0
+    quotes: list[bool] = field(default_factory=list)  # in a transaction, per quote
+
+
+@dataclass
+class Rig:
+    store: Store
+    replicator: Replicator
+    reads: Reads
+    submitted: list[tuple[str, int]]
+
+    def audits(self, kind: str) -> list[str]:
+        return [row[0] for row in self.store.db.execute_sql(
+            "SELECT message FROM auditevent WHERE kind = ? ORDER BY id", (kind,))]
+
+    def places(self) -> list[dict]:
+        return [json.loads(row[0])["order"] for row in self.store.db.execute_sql(
+            "SELECT request FROM intent WHERE action = 'PLACE' ORDER BY id")]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    db = open_store(tmp_path / "copytrade.db")
+    store = Store(db, lambda: NOW)
+    reads, submitted = Reads(), []
+
+    def lot_size(segment: str, security: str) -> int:
+        reads.lot_size += 1
+        return LISTED_LOT
+
+    def freeze_limit(security: str, symbol: str) -> int | None:
+        reads.freeze_limit += 1
+        return None
+
+    def now() -> datetime:
+        reads.now += 1
+        return NOW
+
+    def last_price(segment: str, security: str) -> float:
+        reads.quotes.append(db.in_transaction())
+        return 100.5
+
+    plans = [FollowerPlan(name, SizingRule(SizingMode.MULTIPLIER, 1.0), NO_CAPS,
+                          PositionBook(), submit=lambda intent_id, name=name, **kw:
+                          submitted.append((name, intent_id)))
+             for name in ("f1", "f2")]
+    positions = PositionBook()
+    replicator = Replicator(store, plans, MirrorUpdater(store, lambda name: positions),
+                            lot_size=lot_size, freeze_limit=freeze_limit,
+                            trading_date=lambda: DAY, leader_positions=PositionBook(),
+                            wall=lambda: 1e9, now=now, last_price=last_price)
+    yield Rig(store, replicator, reads, submitted)
+    db.close()
+
+
+def report(status: str = "PENDING", *, order_type: str = "LIMIT", price: float = 100.0,
+           lot_size: int | None = LISTED_LOT, version: int = 1) -> OrderReport:
+    traded = 130 if status == "TRADED" else 0
+    return OrderReport(
+        order_id="L1", status=status, exchange_segment="NSE_FNO", security_id="52175",
+        transaction_type="BUY", product_type="MARGIN", order_type=order_type,
+        validity="DAY", quantity=130, traded_quantity=traded, price=price,
+        average_price=100.0 if traded else 0.0, lot_size=lot_size, created_at=NOW,
+        updated_at=datetime(2025, 1, 6, 4, 0, version), source=ReportSource.STREAM)
+
+
+def test_an_order_in_transit_reads_no_sizing_input(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRANSIT"))
+    assert (rig.reads.lot_size, rig.reads.freeze_limit, rig.reads.now) == (0, 0, 0)
+    assert rig.reads.quotes == [] and rig.submitted == []
+
+
+def test_each_follower_is_planned_with_the_inputs_gathered(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report())
+    assert [name for name, _ in rig.submitted] == ["f1", "f2"]
+    assert [order["quantity"] for order in rig.places()] == [130, 130]
+    # Per follower, as before: the lot size, the freeze limit and the clock (staleness).
+    assert (rig.reads.lot_size, rig.reads.freeze_limit, rig.reads.now) == (2, 2, 2)
+    assert rig.reads.quotes == []  # a live order needs no quote
+
+
+def test_a_frame_lot_size_that_disagrees_is_audited_once_outside_the_plan(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report(lot_size=75))
+    assert [order["quantity"] for order in rig.places()] == [130, 130]  # 2 listed lots
+    [message] = rig.audits("lot_size_mismatch")
+    assert "says lot size 75" in message and "says 65, which is used" in message
+
+
+def test_a_market_order_first_seen_filled_gets_one_quote_before_the_transaction(
+        rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    assert rig.reads.quotes == [False]  # once for both followers, outside the write
+    assert [order["quantity"] for order in rig.places()] == [130, 130]  # drift 0.5 %
+
+
+def test_a_later_report_of_a_mirrored_order_reads_no_clock_and_no_quote(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report())
+    rig.replicator.on_leader_report(report("TRADED", version=2))
+    assert rig.reads.now == 2 and rig.reads.quotes == []  # the first decisions' only
