@@ -108,6 +108,15 @@ def p1_copy_overhead(sim: Sim, workdir: Path, followers: int, orders: int, *,
         timings.extend(sim.take())
     ct, bl = latencies(timings, placed["copytrade"]), latencies(timings, placed["baseline"])
     ct_all, bl_all = summary(ct.per_request), summary(bl.per_request)
+    by_side = {}  # entries (BUY) and exits (SELL): an exit is confirmed from positions first
+    for side, name in (("BUY", "entries"), ("SELL", "exits")):
+        ct_side = summary(latencies(timings, [p for p in placed["copytrade"]
+                                              if p.key[1] == side]).per_request)
+        bl_side = summary(latencies(timings, [p for p in placed["baseline"]
+                                              if p.key[1] == side]).per_request)
+        by_side[name] = {"copytrade": ct_side, "baseline": bl_side, "overhead_ms": {
+            "p50": difference(ct_side["p50"], bl_side["p50"]),
+            "p99": difference(ct_side["p99"], bl_side["p99"])}}
     over50 = difference(ct_all["p50"], bl_all["p50"])
     over99 = difference(ct_all["p99"], bl_all["p99"])
     return {
@@ -127,6 +136,7 @@ def p1_copy_overhead(sim: Sim, workdir: Path, followers: int, orders: int, *,
             "p50": difference(bl_all["p50"], sdk["sdk_place"]["p50"]),
             "p99": difference(bl_all["p99"], sdk["sdk_place"]["p99"])},
         "missing_requests": {"copytrade": ct.missing, "baseline": bl.missing},
+        "by_side": by_side,
         "target_ms": {"overhead_p50": P1_OVERHEAD_P50_MS, "overhead_p99": P1_OVERHEAD_P99_MS},
         "met": (over50 is not None and over99 is not None and over50 <= P1_OVERHEAD_P50_MS
                 and over99 <= P1_OVERHEAD_P99_MS and ct.missing == 0),

@@ -142,6 +142,10 @@ def table(results: dict[str, Any]) -> str:
             f = p1["overhead_first_follower_ms"]
             t.value(f"  first follower only, {n} followers",
                     f"p50 {_num(f['p50'])} ms  p99 {_num(f['p99'])} ms")
+        for side, figure in p1.get("by_side", {}).items():
+            o = figure["overhead_ms"]
+            t.value(f"  {side} only (copytrade - baseline)",
+                    f"p50 {_num(o['p50'])} ms  p99 {_num(o['p99'])} ms")
         s = p1["copytrade_minus_sdk_place_ms"]
         t.value(f"copytrade - bare SDK place, {n} follower(s)",
                 f"p50 {_num(s['p50'])} ms  p99 {_num(s['p99'])} ms")

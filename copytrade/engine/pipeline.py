@@ -28,6 +28,11 @@ class ReportPipeline:
         self.failures = 0  # work items that raised (logged with their traceback)
         self.dropped = 0  # reports refused because the backlog was full
         self.on_failure: Callable[[BaseException], None] = lambda exc: None
+        # Work queued and work finished: `busy` while they differ. Several threads queue
+        # (the stream loop, catch-ups), so the count they share takes a lock.
+        self._queued = 0
+        self._finished = 0
+        self._count_lock = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -38,14 +43,25 @@ class ReportPipeline:
         if self._queue.qsize() >= MAX_BACKLOG:
             self.dropped += 1
             return False
+        self._count()
         self._queue.put((work, args, None))
         return True
 
     def call(self, work: Callable[..., Any], *args: object) -> Future[Any]:
         """Queue work and get its result (or exception) back; never dropped."""
         future: Future[Any] = Future()
+        self._count()
         self._queue.put((work, args, future))
         return future
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self._queued += 1
+
+    @property
+    def busy(self) -> bool:
+        """Whether work was queued that has not finished (a report not yet applied)."""
+        return self._queued != self._finished
 
     @property
     def backlog(self) -> int:
@@ -62,21 +78,27 @@ class ReportPipeline:
             item = self._queue.get()
             if item is _STOP:
                 return
-            work, args, future = item
-            if future is not None and not future.set_running_or_notify_cancel():
-                continue  # its caller went away (a catch-up cancelled by a reconnect)
             try:
-                result = work(*args)
-            except Exception as exc:  # handed to the caller, or logged: never lost
-                if future is not None:
-                    future.set_exception(exc)
-                    continue
-                self.failures += 1
-                log.error("applying a report failed", exc_info=exc)
-                try:
-                    self.on_failure(exc)
-                except Exception:
-                    log.exception("recording a failed report failed")
-            else:
-                if future is not None:
-                    future.set_result(result)
+                self._apply(*item)
+            finally:
+                self._finished += 1  # this thread alone writes it
+
+    def _apply(self, work: Callable[..., Any], args: tuple[object, ...],
+               future: Future[Any] | None) -> None:
+        if future is not None and not future.set_running_or_notify_cancel():
+            return  # its caller went away (a catch-up cancelled by a reconnect)
+        try:
+            result = work(*args)
+        except Exception as exc:  # handed to the caller, or logged: never lost
+            if future is not None:
+                future.set_exception(exc)
+                return
+            self.failures += 1
+            log.error("applying a report failed", exc_info=exc)
+            try:
+                self.on_failure(exc)
+            except Exception:
+                log.exception("recording a failed report failed")
+        else:
+            if future is not None:
+                future.set_result(result)
