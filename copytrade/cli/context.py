@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from copytrade.engine.broker import Broker
     from copytrade.engine.follow import FollowEngine
     from copytrade.engine.limits import Limiter
+    from copytrade.engine.tokens import TokenWiring
     from copytrade.engine.wiring import FollowSettings, Wiring
     from copytrade.store.repo import Store
 
@@ -47,6 +48,9 @@ class Context:
     now_ms: Callable[[], int] = _wall_ms  # the limiters' clock
     trading_date: Callable[[], date] | None = None  # default: today in IST
     background_checkpoints: bool = False  # follow runs a WalCheckpointer
+    # client id -> "env" or "secrets file": where follow writes a renewed token, if at all
+    token_sources: Mapping[str, str] = field(default_factory=dict)
+    secrets_file: Path | None = None  # default: the home's
     _brokers: dict[str, Broker] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -55,10 +59,16 @@ class Context:
              paths: HomePaths | None = None, **options: object) -> Context:
         """The configuration read and validated (ConfigError, exit 3, on the first
         error), its tokens resolved; nothing created on disk yet."""
+        from copytrade.config import token_sources
+
         paths = paths or home_paths()
         config = load_config(config_path or paths.config_file)
-        tokens = require_valid(config, environ, secrets_file=secrets_file or paths.secrets_file)
-        return cls(paths, config, tokens, **options)  # type: ignore[arg-type]
+        secrets_file = secrets_file or paths.secrets_file
+        tokens = require_valid(config, environ, secrets_file=secrets_file)
+        sources = {cid: source for cid, source in token_sources(
+            config, environ, secrets_file=secrets_file).items() if source and cid in tokens}
+        return cls(paths, config, tokens, token_sources=sources,  # type: ignore[arg-type]
+                   secrets_file=secrets_file, **options)
 
     # ---- files --------------------------------------------------------------------------
 
@@ -95,14 +105,50 @@ class Context:
         """The account with this client id over REST (Dhan or the emulator), built once:
         its URL, egress and timeout from the configuration, its token from the tokens."""
         if client_id not in self._brokers:
-            from copytrade.engine.broker import account_for
+            from copytrade.engine.broker import SwitchableAccount
 
-            config = self.config
-            account = next(a for a in (config.leader, *(f.account for f in config.followers))
-                           if a.client_id == client_id)
-            self._brokers[client_id] = account_for(
-                account, self.tokens[client_id], timeout=config.settings.http_timeout_seconds)
+            # Switchable: follow swaps in an account with a renewed or reloaded token.
+            self._brokers[client_id] = SwitchableAccount(
+                self.rebuild(client_id, self.tokens[client_id]))
         return self._brokers[client_id]
+
+    def rebuild(self, client_id: str, token: Secret) -> Broker:
+        """A new REST account for this client id with `token` (its URL, egress, timeout)."""
+        from copytrade.engine.broker import account_for
+
+        return account_for(self._account_config(client_id), token,
+                           timeout=self.config.settings.http_timeout_seconds)
+
+    def _account_config(self, client_id: str):  # type: ignore[no-untyped-def]
+        config = self.config
+        return next(a for a in (config.leader, *(f.account for f in config.followers))
+                    if a.client_id == client_id)
+
+    @cached_property
+    def token_wiring(self) -> TokenWiring:
+        """What follow's token loop needs: where each token came from, the secrets file,
+        the token endpoints per account, the renewal settings."""
+        from datetime import timedelta
+
+        from copytrade.config.tokens import read_secrets_file, store_token
+        from copytrade.engine.broker import token_api_for
+        from copytrade.engine.tokens import TokenWiring
+
+        config, settings = self.config, self.config.settings
+        roles = {config.leader.client_id: "the leader"}
+        for follower in config.enabled_followers:
+            roles.setdefault(follower.account.client_id, f"follower {follower.name}")
+        env_names = {a.client_id: a.access_token_env
+                     for a in (config.leader, *(f.account for f in config.followers))}
+        return TokenWiring(
+            tokens={cid: self.tokens[cid] for cid in roles}, sources=dict(self.token_sources),
+            env_names=env_names, roles=roles,
+            secrets_file=self.secrets_file or self.paths.secrets_file,
+            endpoints=lambda cid, token: token_api_for(
+                self._account_config(cid), token, timeout=settings.http_timeout_seconds),
+            read_file=read_secrets_file, write_file=store_token,
+            renew=settings.renew_tokens,
+            renew_before=timedelta(minutes=settings.renew_before_minutes))
 
     @property
     def leader(self) -> Broker:
@@ -149,7 +195,8 @@ class Context:
         from copytrade.engine.wiring import Wiring
 
         return Wiring(self.settings, self.leader, self.accounts, self.limiter_for,
-                      self.trading_date or trading_date_now)
+                      self.trading_date or trading_date_now, tokens=self.token_wiring,
+                      rebuild=self.rebuild)
 
     def follow_engine(self, **options: object) -> FollowEngine:
         """follow's engine on the home's store (options: on_change, stream_options)."""

@@ -32,7 +32,8 @@ def follow(
     """Mirror every leader order onto every follower, exactly once, until Ctrl-C.
 
     Shows a live table on a terminal, plain log lines otherwise. Ctrl-C lets calls in
-    flight finish and be recorded. One follow per home (COPYTRADE_HOME).
+    flight finish and be recorded. One follow per home (COPYTRADE_HOME). Tokens are
+    renewed before they expire; secrets.toml is read again when it changes or on SIGHUP.
     """
     from rich.console import Console
 
@@ -56,8 +57,13 @@ def follow(
 
 @contextmanager
 def stop_on_signals(engine: FollowEngine) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop follow; SIGHUP has it read secrets.toml again (a token
+    replaced there is picked up without a restart). Handlers only set flags."""
     previous = {signum: signal.signal(signum, lambda _s, _f: engine.stop())
                 for signum in (signal.SIGINT, signal.SIGTERM)}
+    hangup = getattr(signal, "SIGHUP", None)  # POSIX only
+    if hangup is not None:
+        previous[hangup] = signal.signal(hangup, lambda _s, _f: engine.reload_tokens())
     try:
         yield
     finally:
@@ -109,9 +115,19 @@ def _view(engine: FollowEngine):
                 "skipped": stats.skipped if stats else 0,
                 "catch-ups": engine.status.catch_ups}
     stream = engine.status.leader_stream
-    return follow_view(recent_orders(LIVE_ROWS), [f.name for f in engine.followers],
+    view = follow_view(recent_orders(LIVE_ROWS), [f.name for f in engine.followers],
                        stream.state, stream.detail, counters, engine.status.stopped_followers,
                        dict(engine.status.degraded))
+    warnings = dict(engine.tokens.warnings) if engine.tokens is not None else {}
+    if not warnings:
+        return view
+    from rich.console import Group
+    from rich.text import Text
+
+    from copytrade.redact import redact
+
+    return Group(view, *(Text(f"token: {redact(text)}", style="yellow")
+                         for text in warnings.values()))
 
 
 def _live(engine: FollowEngine, console: Console, worker: threading.Thread,

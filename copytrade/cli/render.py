@@ -185,7 +185,8 @@ def _counts(kinds: Sequence[str]) -> str:
 
 REPLAY_HEADER = ("leader order", "order", "follower", "result", "detail")
 REPLAY_STYLES = {"placed": "green", "modified": "cyan", "cancelled": "yellow",
-                 "skipped": "magenta", "failed": "red", "already mirrored": "dim"}
+                 "skipped": "magenta", "not mirrored": "magenta", "failed": "red",
+                 "already mirrored": "dim"}
 
 
 def replay_heading(since: datetime, until: datetime, *, dry_run: bool) -> str:

@@ -38,6 +38,13 @@ def sim(
         typer.Option(min=0, help="Step the seeded price path every TICK seconds (0 = prices "
                      "move only by control calls)."),
     ] = 0.0,
+    dialect: Annotated[
+        str,
+        typer.Option(help="How Dhan-like the wire is: 'clean' (tidy shapes) or 'realistic' "
+                     "(every documented quirk of real Dhan: 'NA' legs, filled_qty, mixed "
+                     "camelCase frames, MARKET orders as protected LIMITs, no Data API "
+                     "plan). Per account: POST /_sim/accounts/dialect. See docs/sim.md."),
+    ] = "clean",
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Log each request line to stderr (never headers).")
     ] = False,
@@ -49,8 +56,11 @@ def sim(
     SIGINT or SIGTERM. See docs/sim.md.
     """
     # Imported here: the emulator pulls in websockets, which `copytrade --help` must not pay for.
+    from copytrade.sim.dialects import PRESETS
     from copytrade.sim.server import Emulator
 
+    if dialect not in PRESETS:
+        raise UsageError(f"unknown dialect {dialect!r}: choose one of {', '.join(PRESETS)}")
     stop = threading.Event()
     previous_handlers = {
         signum: signal.signal(signum, lambda _signum, _frame: stop.set())
@@ -58,7 +68,7 @@ def sim(
     }
     emulator = Emulator(
         host=host, rest_port=port, ws_port=ws_port, funds=funds, seed=seed, verbose=verbose,
-        order_rate_scale=order_rate_scale,
+        order_rate_scale=order_rate_scale, dialect=dialect,
     )
     try:
         try:
@@ -75,6 +85,8 @@ def sim(
         try:
             print(f"REST {emulator.rest_url}", flush=True)
             print(f"WS {emulator.ws_url}", flush=True)
+            # follow's instruments_url, for a config that runs against this emulator
+            print(f"SCRIP {emulator.scrip_master_url}", flush=True)
             # A timeout keeps the wait responsive to signals on every platform.
             while not stop.wait(timeout=tick or 0.5):
                 if tick:

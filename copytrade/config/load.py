@@ -15,6 +15,7 @@ from copytrade.config.model import (
     DEFAULT_INSTRUMENTS_URL,
     DEFAULT_ORDER_WS_URL,
     DEFAULT_RECONCILE_INTERVAL_SECONDS,
+    DEFAULT_RENEW_BEFORE_MINUTES,
     FOLLOWER_OPTIONS,
     SIZING_MODES,
     AccountConfig,
@@ -197,6 +198,9 @@ def _parse_settings(raw: object) -> Settings:
         freeze_limits=_parse_freeze_limits(table.get("freeze_limits", {})),
         http_timeout_seconds=table.number("http_timeout_seconds", DEFAULT_HTTP_TIMEOUT_SECONDS),
         order_rate_scale=table.number("order_rate_scale", 1.0),
+        renew_tokens=table.boolean("renew_tokens", True),
+        renew_before_minutes=table.number("renew_before_minutes",
+                                          DEFAULT_RENEW_BEFORE_MINUTES),
     )
 
 

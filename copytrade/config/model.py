@@ -15,6 +15,7 @@ DEFAULT_RECONCILE_INTERVAL_SECONDS = 3.0
 DEFAULT_HTTP_TIMEOUT_SECONDS = 5.0
 DEFAULT_MAX_ORDER_AGE_SECONDS = 300.0
 DEFAULT_MAX_PRICE_DRIFT_PERCENT = 1.0
+DEFAULT_RENEW_BEFORE_MINUTES = 60.0
 
 SEGMENTS = frozenset(
     {"NSE_EQ", "NSE_FNO", "NSE_CURRENCY", "BSE_EQ", "BSE_FNO", "BSE_CURRENCY", "MCX_COMM"}
@@ -46,6 +47,9 @@ RANGES: Mapping[str, tuple[float, float]] = types.MappingProxyType(
         # The emulator's --order-rate-scale accepts 0.001 and up; the two must match.
         "order_rate_scale": (0.001, 1_000.0),
         "freeze_limits": (1, 10_000_000),  # units per order
+        # A token lives 24 hours: renewing more than 23 h before its end would renew it
+        # every time it is read; under 5 min leaves no room for a retry.
+        "renew_before_minutes": (5.0, 1_380.0),
     }
 )
 
@@ -131,6 +135,9 @@ class Settings:
     # Multiplies Dhan's order-rate limits: for an emulator started with the same scale
     # (load and soak runs); Dhan's own limits are fixed, so keep 1.0 with Dhan.
     order_rate_scale: float = 1.0
+    # follow renews each token through Dhan's RenewToken this long before it expires.
+    renew_tokens: bool = True
+    renew_before_minutes: float = DEFAULT_RENEW_BEFORE_MINUTES
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ says where a token was looked for and what is wrong with its shape, not what it 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 import unicodedata
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Literal
 from copytrade.config.model import AccountConfig, Config, Problem, TokenSource, accounts
 from copytrade.config.table import key_path, read_toml, unknown_key_message
 from copytrade.errors import ConfigError
-from copytrade.home import check_private_file, home_paths
+from copytrade.home import check_private_file, home_paths, write_private_file
 from copytrade.secret import Secret
 
 # A Dhan access token is a JWT (a few hundred characters of base64url and dots). The
@@ -134,6 +136,61 @@ def read_secrets_file(path: Path) -> dict[str, Secret]:
             )
         tokens[client_id] = Secret(token.strip())
     return tokens
+
+
+def store_token(path: Path, client_id: str, token: Secret) -> None:
+    """Write `token` as client_id's in secrets.toml: atomically (a temporary 0600 file,
+    fsynced, renamed over), so a reader never sees half a file, and the file stays 0600.
+
+    The other lines (other accounts, comments) are kept; a file that cannot be edited in
+    place is written anew with every token it held."""
+    problem = _token_problem(token.reveal())
+    if problem:
+        raise ConfigError(f"the new token for client {client_id} {problem}: not written")
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if old:
+        check_private_file(path)
+    text = _with_token(old, client_id, token.reveal())
+    if _tokens_in(text).get(client_id) != token.reveal():
+        current = {k: v.reveal() for k, v in read_secrets_file(path).items()}
+        text = _secrets_text({**current, client_id: token.reveal()})
+    write_private_file(path, text)
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _with_token(text: str, client_id: str, token: str) -> str:
+    """`text` with client_id's line under [tokens] replaced, or added after [tokens]."""
+    line = f"{_toml_string(client_id)} = {_toml_string(token)}"
+    key = re.compile(rf"""^\s*(?:"{re.escape(client_id)}"|'{re.escape(client_id)}'|"""
+                     rf"""{re.escape(client_id)})\s*=""")
+    lines = text.splitlines()
+    for index, existing in enumerate(lines):
+        if key.match(existing):
+            lines[index] = line
+            return "\n".join(lines) + "\n"
+    for index, existing in enumerate(lines):
+        if existing.strip() == "[tokens]":
+            lines.insert(index + 1, line)
+            return "\n".join(lines) + "\n"
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"[tokens]\n{line}\n"
+
+
+def _tokens_in(text: str) -> dict[str, str]:
+    try:
+        table = tomllib.loads(text).get("tokens", {})
+    except tomllib.TOMLDecodeError:
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def _secrets_text(tokens: Mapping[str, str]) -> str:
+    lines = ["# Access tokens by client id; copytrade follow writes renewed ones here.",
+             "[tokens]"]
+    lines += [f"{_toml_string(k)} = {_toml_string(v)}" for k, v in tokens.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _token_from(

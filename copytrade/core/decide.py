@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from copytrade.core.events import ENDED_WITHOUT_FILL, OrderReport, OrderStatus
 from copytrade.core.orders import TERMINAL_STATES, MirrorState
-from copytrade.core.reasons import REOPENABLE_CANCELS, REOPENABLE_SKIPS, ReasonCode
+from copytrade.core.reasons import IOC_CHASES, REOPENABLE_CANCELS, REOPENABLE_SKIPS, ReasonCode
 from copytrade.core.sizing import SizedOrder, Skip
 
 MAX_MODIFICATIONS = 25
@@ -41,6 +42,11 @@ def is_reopenable(state: MirrorState, code: str, *, shadow: bool = False) -> boo
     return False
 
 
+def is_chase(code: str) -> bool:
+    """Whether a mirror's reason code marks an IOC chase of a late market order."""
+    return code in IOC_CHASES
+
+
 class ActionKind(StrEnum):
     PLACE = "PLACE"
     MODIFY = "MODIFY"
@@ -60,6 +66,7 @@ class Action:
     slice: bool = False
     reason: str = ""
     code: ReasonCode = ReasonCode.NONE  # stored beside the reason: what follow acts on
+    validity: str = ""  # "" : the leader's
 
 
 @dataclass(frozen=True)
@@ -77,35 +84,64 @@ class MirrorView:
     # Ended in a way a larger leader order should re-open: filled, skipped for size, or
     # cancelled by us because the leader shrank. Not: rejected, or cancelled in the app.
     reopenable: bool = False
+    # An IOC chase of a late market order: decided once; the exchange fills or ends it.
+    chase: bool = False
 
 
-def needs_quote(leader: OrderReport) -> bool:
-    """Whether stale_reason may ask for a quote: a market order first seen filled."""
+def is_late_market(leader: OrderReport) -> bool:
+    """A market (or stop-loss market) order first seen already filled: it cannot be
+    mirrored as it was, so it is chased with an IOC limit order (core/plan.py)."""
     return leader.status == OrderStatus.TRADED and leader.order_type in UNPRICED_TYPES
 
 
-def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float,
-                 max_drift_percent: float, quote: float | None) -> str:
+def needs_quote(leader: OrderReport) -> bool:
+    """Whether a quote could add to the decision: only for a late market order, and only
+    as an extra check (the IOC limit bounds the drift at the exchange without one)."""
+    return is_late_market(leader)
+
+
+def is_pending_amo(leader: OrderReport) -> bool:
+    """A leader AMO not yet traded: Dhan holds it until the open, so its age says nothing
+    about how far the market has moved since (the follower's joins the same open)."""
+    return (leader.after_market_order and leader.traded_quantity == 0
+            and leader.status in (OrderStatus.TRANSIT, OrderStatus.PENDING))
+
+
+def stale_reason(leader: OrderReport, *, now: datetime, max_age_seconds: float) -> str:
     """Why a leader order first seen late is not chased ("" to mirror it): older than the
-    follower's max_order_age_seconds, or a market order that already filled and whose price
-    has since moved more than max_price_drift_percent. No quote to check against: not
-    chased either (fail closed: the follower would buy at an unknown price). `quote` is
-    fetched by the caller before its write transaction (see `needs_quote`)."""
-    if leader.created_at is not None:
-        age = (now - leader.created_at).total_seconds()
-        if age > max_age_seconds:
-            return (f"leader order is {age:.0f} s old, beyond max_order_age_seconds "
-                    f"{max_age_seconds:g}: not chased")
-    if needs_quote(leader):
-        filled_at = leader.average_price
-        price = quote
-        if price is None or filled_at <= 0:
-            return "filled market order caught up late, and no price to check the drift"
-        drift = abs(price - filled_at) / filled_at * 100
-        if drift > max_drift_percent:
-            return (f"price moved {drift:.2f}% since the leader filled at {filled_at:g}, "
-                    f"beyond max_price_drift_percent {max_drift_percent:g}: not chased")
+    follower's max_order_age_seconds. A pending AMO is mirrored whatever its age."""
+    if leader.created_at is None or is_pending_amo(leader):
+        return ""
+    age = (now - leader.created_at).total_seconds()
+    if age > max_age_seconds:
+        return (f"leader order is {age:.0f} s old, beyond max_order_age_seconds "
+                f"{max_age_seconds:g}: not chased")
     return ""
+
+
+def drift_reason(leader: OrderReport, *, quote: float | None, max_drift_percent: float) -> str:
+    """A quote, where one was cheaply at hand, that shows the price already beyond the
+    bound: the IOC could not fill, so it is not sent. No quote: "" (the IOC decides)."""
+    filled_at = leader.average_price
+    if quote is None or quote <= 0 or filled_at <= 0:
+        return ""
+    drift = abs(quote - filled_at) / filled_at * 100
+    if drift <= max_drift_percent:
+        return ""
+    return (f"price moved {drift:.2f}% since the leader filled at {filled_at:g}, beyond "
+            f"max_price_drift_percent {max_drift_percent:g}: not chased")
+
+
+def ioc_limit_price(side: str, fill_price: float, drift_percent: float, tick: float) -> float:
+    """The IOC limit for a late market order: the leader's average fill moved by the drift
+    bound against the follower, rounded to the tick toward safety (down for a buy, up for
+    a sell) so the bound is never exceeded. Decimal: 0.1 + 0.2 must land on a tick."""
+    step = Decimal(str(tick))
+    factor = Decimal(str(drift_percent)) / 100
+    buying = side == "BUY"
+    bound = Decimal(str(fill_price)) * (1 + factor if buying else 1 - factor)
+    ticks = (bound / step).to_integral_value(ROUND_FLOOR if buying else ROUND_CEILING)
+    return float(max(ticks, Decimal(1)) * step)
 
 
 def effective_price(order_type: str, price: float) -> float:
@@ -145,7 +181,7 @@ def _unsized(leader: OrderReport, mirror: MirrorView | None,
     """The decisions that need no size; None where the size decides."""
     if mirror is None:
         return _first_unsized(leader, mirror_on_transit)
-    if mirror.state is MirrorState.PENDING_CANCEL:
+    if mirror.state is MirrorState.PENDING_CANCEL or mirror.chase:
         return []
     if mirror.state in TERMINAL_STATES:
         reopen = mirror.reopenable and leader.status not in ENDED_WITHOUT_FILL

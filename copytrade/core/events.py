@@ -56,6 +56,7 @@ class OrderReport:
     disclosed_quantity: int = 0
     average_price: float = 0.0
     after_market_order: bool = False
+    amo_time: str = ""  # PRE_OPEN / OPEN / OPEN_30 / OPEN_60 where reported; "" unknown
     correlation_id: str = ""
     reason: str = ""  # rejection reason (ReasonDescription / omsErrorDescription)
     symbol: str = ""

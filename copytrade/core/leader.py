@@ -29,8 +29,13 @@ def report_version(report: OrderReport) -> tuple:
 
 
 def order_parameters(report: OrderReport) -> tuple:
+    """What a modification can change, as the stream and REST both report it. Left out:
+    the disclosed quantity (Dhan's stream has shown a plain order's DiscQuantity equal to
+    its Quantity where REST says 0; comparing it made every periodic read look like news
+    and reconnect the stream), and the advisory text and times (remarks, exchange time,
+    expiry) each dialect fills its own way. No follower call depends on those alone."""
     return (report.quantity, report.price, report.trigger_price, report.order_type,
-            report.disclosed_quantity, report.validity)
+            report.validity)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
         else current.average_price,
         lot_size=base.lot_size or current.lot_size or incoming.lot_size,
         reason=base.reason or current.reason or incoming.reason,
+        amo_time=base.amo_time or current.amo_time or incoming.amo_time,  # REST only, maybe
         placed_in_app=current.placed_in_app or incoming.placed_in_app,
     )
     version = max(known.version, incoming_version)

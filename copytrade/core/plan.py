@@ -11,11 +11,22 @@ used, which keeps duplicates and waits cheap on the hot path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from copytrade.core.decide import Action, MirrorView, decide, needs_size, stale_reason
+from copytrade.core.decide import (
+    Action,
+    ActionKind,
+    MirrorView,
+    decide,
+    drift_reason,
+    ioc_limit_price,
+    is_late_market,
+    needs_size,
+    stale_reason,
+)
 from copytrade.core.events import OrderReport
+from copytrade.core.reasons import ReasonCode, ioc_placed_text
 from copytrade.core.sizing import (
     NO_CAPS,
     Capital,
@@ -50,7 +61,8 @@ class PlanInputs:
     # its way counted (first decision), or as the mirror recorded them (later ones).
     positions: NetPositions | None = None
     now: datetime | None = None
-    quote: float | None = None  # fetched before the transaction, for needs_quote orders
+    quote: float | None = None  # optional, for needs_quote orders: never required
+    tick_size: float | None = None  # the instrument list's: prices a late market order
     max_order_age_seconds: float = 300.0
     max_price_drift_percent: float = 1.0
 
@@ -60,26 +72,46 @@ def plan(inputs: PlanInputs) -> list[Action]:
     sized = (size_for(inputs) if needs_size(inputs.leader, inputs.mirror,
                                             mirror_on_transit=inputs.mirror_on_transit)
              else None)
-    return decide(inputs.leader, inputs.mirror, mirror_on_transit=inputs.mirror_on_transit,
-                  sized=sized)
+    actions = decide(inputs.leader, inputs.mirror, mirror_on_transit=inputs.mirror_on_transit,
+                     sized=sized)
+    if inputs.mirror is None and is_late_market(inputs.leader):
+        return [_as_ioc(action, inputs) for action in actions]
+    return actions
+
+
+def chase_price(inputs: PlanInputs) -> float | None:
+    """The IOC limit for a late market order; None when it cannot be priced (no fill price
+    or no tick size known)."""
+    leader = inputs.leader
+    if leader.average_price <= 0 or not inputs.tick_size or inputs.tick_size <= 0:
+        return None
+    return ioc_limit_price(leader.transaction_type, leader.average_price,
+                           inputs.max_price_drift_percent, inputs.tick_size)
+
+
+def _as_ioc(action: Action, inputs: PlanInputs) -> Action:
+    price = chase_price(inputs)
+    if action.kind is not ActionKind.PLACE or price is None:
+        return action  # a skip stays one; an unpriceable chase was skipped by size_for
+    return replace(action, order_type="LIMIT", validity="IOC", price=price,
+                   trigger_price=0.0, code=ReasonCode.LATE_MARKET_IOC,
+                   reason=ioc_placed_text(price, inputs.leader.average_price,
+                                          inputs.max_price_drift_percent))
 
 
 def size_for(inputs: PlanInputs) -> SizedOrder | Skip:
     """The follower's order (its total, for a mirror that exists), or why none: a first
     decision on a stale leader order is not chased."""
     leader = inputs.leader
-    if inputs.mirror is None:
-        if inputs.now is None:
-            raise ValueError("a first decision needs `now` for the staleness policy")
-        reason = stale_reason(leader, now=inputs.now,
-                              max_age_seconds=inputs.max_order_age_seconds,
-                              max_drift_percent=inputs.max_price_drift_percent,
-                              quote=inputs.quote)
-        if reason:
-            return Skip(reason)
-    order = LeaderOrder.from_report(leader)
     # An unpriced order's value (for max_order_value) is judged at its trigger, if any.
     reference = leader.price or leader.trigger_price or None
+    if inputs.mirror is None:
+        why = _first_decision_skip(inputs)
+        if why:
+            return Skip(why)
+        if is_late_market(leader):
+            reference = chase_price(inputs)  # its value is judged at the IOC's limit
+    order = LeaderOrder.from_report(leader)
     if inputs.mirror is None:
         return size_order(inputs.rule, order, inputs.lot_size, capital=inputs.capital,
                           positions=inputs.positions, caps=inputs.caps,
@@ -87,3 +119,21 @@ def size_for(inputs: PlanInputs) -> SizedOrder | Skip:
     return resize_total(inputs.rule, order, inputs.lot_size, inputs.mirror.filled_quantity,
                         capital=inputs.capital, positions=inputs.positions, caps=inputs.caps,
                         freeze_limit=inputs.freeze_limit, reference_price=reference)
+
+
+def _first_decision_skip(inputs: PlanInputs) -> str:
+    """The staleness policy of a first decision: too old, or a late market order that
+    cannot be bounded (no fill price, no tick) or a quote shows already beyond the bound."""
+    if inputs.now is None:
+        raise ValueError("a first decision needs `now` for the staleness policy")
+    leader = inputs.leader
+    why = stale_reason(leader, now=inputs.now, max_age_seconds=inputs.max_order_age_seconds)
+    if why or not is_late_market(leader):
+        return why
+    if leader.average_price <= 0:
+        return "filled market order caught up late, and its fill price is unknown: not chased"
+    if not inputs.tick_size or inputs.tick_size <= 0:
+        return ("filled market order caught up late, and the instrument's tick size is "
+                "unknown: the IOC limit cannot be priced, not chased")
+    return drift_reason(leader, quote=inputs.quote,
+                        max_drift_percent=inputs.max_price_drift_percent)

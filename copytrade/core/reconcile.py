@@ -586,9 +586,11 @@ def diff_leader(known: Mapping[str, OrderReport],
     """The leader reports from a REST book that are news compared with what the engine
     knows (`known`: order id -> merged report): new order ids, a status further along,
     more traded, or - unless the row is older than what is known - another status word of
-    the same rank (a terminal race) or other order parameters. Stale rows (a snapshot
-    older than the stream) are left out. Sorted by update time, then order id, to go
-    through the normal decision path."""
+    the same rank (a terminal race) or other order parameters. Only what both dialects
+    report alike is compared (`leader.order_parameters`: not the disclosed quantity,
+    remarks or times), else every read would be news and reconnect the stream. Stale rows
+    (a snapshot older than the stream) are left out. Sorted by update time, then order id,
+    to go through the normal decision path."""
     news = [report for order_id, report in _latest_by_id(reported).items()
             if _is_news(known.get(order_id), report)]
     return sorted(news, key=lambda r: (r.updated_at.isoformat() if r.updated_at else "",

@@ -79,6 +79,10 @@ _SEGMENTS_BY_CODE = {
 }
 _SEGMENTS = frozenset(_SEGMENTS_BY_CODE.values())
 _LEGS = {"ENTRY_LEG": 1, "STOP_LOSS_LEG": 2, "TARGET_LEG": 3}
+# Spellings clients report for Dhan's words ("PartTraded" upper-cased loses its "_"):
+# the stream's word for a partial fill is undocumented.
+_STATUS_ALIASES = {"PARTTRADED": "PART_TRADED", "PARTIALLY_TRADED": "PART_TRADED",
+                   "CANCELED": "CANCELLED"}
 _TRUE_FLAGS = frozenset({"1", "Y", "YES", "TRUE"})
 _FALSE_FLAGS = frozenset({"", "0", "N", "NO", "FALSE"})
 
@@ -132,6 +136,7 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
         disclosed_quantity=_int(f, "disclosedQuantity"),
         average_price=_lenient(_float, f, "averageTradedPrice", 0.0),
         after_market_order=_flag(f, "afterMarketOrder"),
+        amo_time=_amo_time(f, "amoTime"),
         correlation_id=_text(f, "correlationId"),
         reason=_text(f, "omsErrorDescription"),
         symbol=_text(f, "tradingSymbol"),
@@ -187,9 +192,14 @@ def _consistent(report: OrderReport) -> OrderReport:
                              f"order's quantity {report.quantity}")
     if max(report.price, report.trigger_price) > MAX_PRICE:
         raise MalformedFrame("price out of range")
+    changes: dict[str, Any] = {}
+    if report.disclosed_quantity == report.quantity:
+        # Dhan's stream shows a plain order's DiscQuantity as its whole quantity where REST
+        # says 0: disclosing all of an order is disclosing nothing, so both read 0.
+        changes["disclosed_quantity"] = 0
     if report.average_price > MAX_PRICE:
-        return replace(report, average_price=0.0)  # advisory: dropped, not trusted
-    return report
+        changes["average_price"] = 0.0  # advisory: dropped, not trusted
+    return replace(report, **changes) if changes else report
 
 
 def _segment_from_codes(f: _Fields) -> str:
@@ -353,7 +363,8 @@ def _lot_size(f: _Fields, key: str) -> int | None:
 
 
 def _status(f: _Fields, key: str) -> str:
-    """Title case, spaces or hyphens -> Dhan's REST word: "Part_Traded" -> PART_TRADED."""
+    """Title case, spaces or hyphens -> Dhan's REST word: "Part_Traded", "PartTraded",
+    "Part Traded" -> PART_TRADED."""
     value = f.get(key)
     if not isinstance(value, str) or not value.strip():
         raise MalformedFrame(f"missing {key}" if _blank(value) else f"bad {key}: {_quote(value)}")
@@ -362,7 +373,7 @@ def _status(f: _Fields, key: str) -> str:
         raise MalformedFrame(f"bad {key}: {_quote(value)}")
     if " " in status or "-" in status:
         status = "_".join(status.replace("-", " ").split())
-    return status
+    return _STATUS_ALIASES.get(status, status)
 
 
 def _choice(f: _Fields, key: str, names: Mapping[str, str]) -> str:
@@ -393,6 +404,15 @@ def _validity(f: _Fields, key: str) -> str:
     if not isinstance(value, str):
         raise MalformedFrame(f"bad {key}: {_quote(value)}")
     return value.strip().upper()
+
+
+_AMO_TIMES = frozenset({"PRE_OPEN", "OPEN", "OPEN_30", "OPEN_60"})
+
+
+def _amo_time(f: _Fields, key: str) -> str:
+    """Advisory (Dhan's order book is not documented to carry it): a known word, else ""."""
+    word = _text(f, key).strip().upper()
+    return word if word in _AMO_TIMES else ""
 
 
 def _flag(f: _Fields, key: str) -> bool:

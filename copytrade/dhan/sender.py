@@ -4,9 +4,10 @@ once, the SDK's wire body and the SDK's reply shape.
 Measured (issue 8): the SDK's requests path costs about 1 ms a call, a kept-alive
 http.client with prebuilt headers about 0.09 ms. Order calls (place, modify, cancel) are
 on the copy's critical path, so they go through here; reads stay with the SDK. The reply
-is the SDK's dict (`status`, `remarks`, `data`), so `rest.classify` reads both alike: a
-refusal's JSON body becomes dict remarks, anything else (timeout, reset, a non-JSON
-body) string remarks, i.e. an UNKNOWN outcome that is looked up, never resent blind.
+is the SDK's dict (`status`, `remarks`, `data`) plus `http_status`, so `rest.classify`
+reads both alike: a refusal's JSON body becomes dict remarks, anything else (timeout,
+reset, a non-JSON body) string remarks, i.e. an UNKNOWN outcome that is looked up, never
+resent blind; but a 429 is THROTTLED whatever its body.
 
 Used from one thread per account (the follower's worker), like DhanAccount itself.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 IDLE_RECONNECT_SECONDS = 15.0  # servers drop idle keep-alive connections; don't meet one
+BODY_EXCERPT_CHARS = 200  # of a reply that is not JSON, kept as its remarks
 
 
 class OrderSender:
@@ -91,15 +93,30 @@ class OrderSender:
 
 
 def _sdk_reply(status: int, raw: bytes) -> dict[str, Any]:
-    """What dhanhq's DhanHTTP._parse_response makes of a reply."""
+    """What dhanhq's DhanHTTP._parse_response makes of a reply, plus what it throws away
+    and `rest.classify` needs: the HTTP status (a 429 means "slow down" whatever its body)
+    and the start of a body that is not JSON (a gateway's page can say why)."""
+    reply = _parsed(status, raw)
+    reply["http_status"] = status
+    return reply
+
+
+def _parsed(status: int, raw: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(raw)
-    except ValueError as exc:  # includes an empty body
-        return {"status": "failure", "remarks": f"not JSON: {exc}", "data": ""}
+    except ValueError:  # includes an empty body
+        return {"status": "failure", "remarks": body_excerpt(status, raw), "data": ""}
     if 200 <= status <= 299:
         return {"status": "success", "remarks": "", "data": parsed}
     if not isinstance(parsed, dict):
-        return {"status": "failure", "remarks": f"HTTP {status}", "data": ""}
+        return {"status": "failure", "remarks": body_excerpt(status, raw), "data": ""}
     return {"status": "failure", "data": "", "remarks": {
         "error_code": parsed.get("errorCode"), "error_type": parsed.get("errorType"),
         "error_message": parsed.get("errorMessage")}}
+
+
+def body_excerpt(status: int, raw: bytes) -> str:
+    """A reply that is not JSON, as string remarks: its status and the start of its body
+    (the SDK path says the same: see rest._keeping_status)."""
+    text = raw[:BODY_EXCERPT_CHARS].decode("utf-8", "replace").strip()
+    return f"HTTP {status}, not JSON" + (f": {text}" if text else " (empty body)")

@@ -290,6 +290,10 @@ class LeaderStream:
             with contextlib.suppress(RuntimeError):  # loop already closed: nothing to stop
                 loop.call_soon_threadsafe(self._interrupt)
 
+    def set_token(self, token: Secret) -> None:
+        """A renewed token: the next login uses it (the open connection stays logged in)."""
+        self._token = token
+
     async def force_reconnect(self, reason: str) -> None:
         """Close the current connection (a watchdog saw it stall); run() backs off and
         reconnects. A no-op while not connected. Call it on run()'s event loop."""

@@ -8,8 +8,9 @@ Outcome rules (DESIGN.md): success -> recorded; refused -> the caller records Dh
 reason; throttled -> back off (at least a second) and send the same request again, it was
 not accepted; unknown -> never resend a place blind: look it up by correlation id, adopt
 what is found. Modify and cancel set a desired state, so after an unknown outcome they are
-read back and sent again. DH-901 -> no further call reaches this account (`refused`);
-`halt` records it once, with the one wording of `token_refused_text`.
+read back and sent again. DH-901, or an order refused for not coming from the account's
+whitelisted static IP (Outcome.static_ip) -> no further call reaches this account
+(`refused`); `halt` records it once, with the one wording of `token_refused_text`.
 
 What the executor records is adoption (an order found at the broker becomes the mirror's,
 through MirrorUpdater) and the account's halt; the callers record their intents' other
@@ -28,7 +29,7 @@ from enum import StrEnum
 
 from copytrade.core.events import OPEN_STATUSES, OrderReport, OrderStatus
 from copytrade.core.intents import IntentStatus
-from copytrade.dhan.rest import Outcome, OutcomeKind, PlaceRequest
+from copytrade.dhan.rest import STATIC_IP_CODE, Outcome, OutcomeKind, PlaceRequest
 from copytrade.engine import faultpoints
 from copytrade.engine.broker import Broker
 from copytrade.engine.mirrors import MirrorUpdater
@@ -59,13 +60,31 @@ Write = Callable[[], AbstractContextManager[None]]
 
 
 def token_refused_text(follower: str, code: str = "", *, then: str = "restart",
-                       consequence: str = "") -> str:
+                       consequence: str = "", detail: str = "") -> str:
     """The one wording of a follower's refused token (DH-901), wherever it is met (follow,
     replay-missed, cancel-mirror). `consequence`: what it left undone, said first;
-    `then`: what to do after refreshing it ("restart", "run again", ...)."""
+    `then`: what to do after refreshing it ("restart", "run again", ...). A refusal for
+    the account's IP (code STATIC_IP_CODE) stops the account the same way, in its own
+    words (`detail`: Dhan's message and what the account sent from)."""
     done = f"{consequence}; " if consequence else ""
+    if code == STATIC_IP_CODE:
+        return static_ip_text(follower, then=then, done=done, detail=detail)
     return (f"token of follower {follower} was refused ({code or 'DH-901'}): {done}refresh "
             f"it (web.dhan.co > My Profile > Access DhanHQ APIs) and {then}")
+
+
+def static_ip_text(follower: str, *, then: str = "restart", done: str = "",
+                   detail: str = "") -> str:
+    """Dhan takes an account's orders only from the static IP whitelisted for it, and one
+    IP serves one user: a host sending for several followers needs an egress per account."""
+    said = f" ({detail})" if detail else ""
+    return (f"follower {follower} was stopped: Dhan refused its order because it did not "
+            f"come from the account's whitelisted static IP{said}. Dhan's rule: orders are "
+            "placed, modified and cancelled only from the static IP registered for the "
+            f"account, and no two users may share one. {done}Set `source_address` (a local "
+            f"address on that IP) or `proxy` (an egress with that IP) for follower "
+            f"{follower} in copytrade.toml, or register this host's IP for the account "
+            f"(web.dhan.co > My Profile > Access DhanHQ APIs), and {then}")
 
 
 def intent_status(outcome: Outcome) -> IntentStatus:
@@ -396,12 +415,14 @@ class Executor:
     # -- token refusal ------------------------------------------------------------------------
 
     def refused_text(self) -> str:
-        code = self.refused.code if self.refused is not None else ""
-        return token_refused_text(self.name, code, then=self.then)
+        refused = self.refused
+        code = refused.code if refused is not None else ""
+        detail = refused.message if refused is not None and refused.static_ip else ""
+        return token_refused_text(self.name, code, then=self.then, detail=detail)
 
     def halt(self, intent: Intent | None = None) -> str:
-        """Record that this account stopped on a refused token: `intent` finished AUTH (one
-        left SENDING stays for the next start), the stop audited once, then on_halt."""
+        """Record that this account stopped on a refused token or IP: `intent` finished AUTH
+        (one left SENDING stays for the next start), the stop audited once, then on_halt."""
         refused = self.refused or Outcome(OutcomeKind.AUTH, code="DH-901")
         self.refused = refused
         reason = self.refused_text()
@@ -416,6 +437,17 @@ class Executor:
         if first:
             self.on_halt(self.name, reason)
         return reason
+
+    def resume(self) -> None:
+        """The account has a new token (renewed, or reloaded from secrets.toml): calls go
+        out again, and a place resumed now reads the order book afresh. Not after a
+        refusal of the account's IP: a new token does not change where orders come from."""
+        with self._halt_lock:
+            if self.refused is not None and self.refused.static_ip:
+                return
+            self.refused = None
+            self.halted_reason = None
+            self._books_at_start = None
 
 
 _PLACE_FOR_LOOKUP = {LookupKind.FOUND: PlaceKind.ADOPTED, LookupKind.AUTH: PlaceKind.AUTH,

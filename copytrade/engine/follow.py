@@ -22,13 +22,15 @@ from copytrade.config.model import FollowerConfig
 from copytrade.core.events import OrderReport
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
 from copytrade.core.ids import correlation_id, is_ours
+from copytrade.core.intents import IntentAction, IntentStatus
+from copytrade.core.orders import TERMINAL_STATES, MirrorState, Trigger
 from copytrade.core.reconcile import diff_leader
 from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints
-from copytrade.engine.broker import Broker
+from copytrade.engine.broker import Broker, SwitchableAccount
 from copytrade.engine.executor import token_refused_text
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.pipeline import ReportPipeline
@@ -36,13 +38,15 @@ from copytrade.engine.positions import PositionBook
 from copytrade.engine.reconciler import FollowerReconcile, Reconciler
 from copytrade.engine.replicator import FollowerPlan, Replicator
 from copytrade.engine.supervise import LoopHealth, supervised
+from copytrade.engine.tokens import POLL_SECONDS, TokenKeeper
 from copytrade.engine.wiring import Wiring
 from copytrade.engine.worker import FollowerWorker
 from copytrade.errors import AuthError, BrokerError, DegradedError
+from copytrade.secret import Secret
 from copytrade.store.db import WalCheckpointer
 from copytrade.store.instruments import InstrumentCache
-from copytrade.store.models import MirrorOrder
-from copytrade.store.repo import Store
+from copytrade.store.models import Intent, MirrorOrder
+from copytrade.store.repo import Store, legs_of
 
 log = logging.getLogger(__name__)
 IST = pytz.timezone("Asia/Kolkata")
@@ -110,7 +114,8 @@ class FollowEngine:
 
     def __init__(self, wiring: Wiring, store: Store, *,
                  on_change: Callable[[], None] = lambda: None,
-                 stream_options: dict | None = None) -> None:
+                 stream_options: dict | None = None,
+                 token_options: dict | None = None) -> None:
         self.settings = settings = wiring.settings
         self.store = store
         self.status = FollowStatus()
@@ -148,6 +153,18 @@ class FollowEngine:
             pipeline.on_failure = self._report_failed
         for name, account in (("leader", self.leader), *self.accounts.items()):
             account.on_bad_row = self._bad_row(name)
+        self._rebuild = wiring.rebuild
+        self._streams: dict[str, list[LeaderStream]] = {}  # by client id: token switches
+        self._halted_at_start: set[str] = set()  # their positions were never read
+        self._first_intent_id = 0  # intents of this run come after it
+        # Token renewal and reload (engine/tokens.py); options for tests: poll_seconds,
+        # now, check_every, retry_every.
+        options = dict(token_options or {})
+        self._token_poll = float(options.pop("poll_seconds", POLL_SECONDS))
+        self.tokens: TokenKeeper | None = None
+        if wiring.tokens is not None and wiring.rebuild is not None:
+            self.tokens = TokenKeeper(wiring.tokens, on_switch=self._token_switched,
+                                      on_notice=self._token_notice, **options)
 
     # ---- preparation -----------------------------------------------------------------------
 
@@ -165,6 +182,7 @@ class FollowEngine:
             account = self.accounts[follower.name]
             outcome = account.positions()
             if outcome.kind is OutcomeKind.AUTH:
+                self._halted_at_start.add(follower.name)
                 self._follower_halted(follower.name, token_refused_text(
                     follower.name, outcome.code, consequence="at start"))
             elif outcome.ok:
@@ -189,7 +207,7 @@ class FollowEngine:
                 freeze_table),
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change,
-            last_price=self.leader.last_price)
+            last_price=self.leader.last_price, tick_size=self.instruments.tick_size)
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,
@@ -254,11 +272,14 @@ class FollowEngine:
         self.follower_pipeline.start()
         for worker in self.workers.values():
             worker.start()
+        self._first_intent_id = self.store.last_ids()[0]
         self._resume_unfinished()
         streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
         tasks = [asyncio.create_task(stream.run()) for stream in streams]
         tasks.append(asyncio.create_task(self._watch_leader()))
         tasks.append(asyncio.create_task(self._reconcile_loop()))
+        if self.tokens is not None:
+            tasks.append(asyncio.create_task(self._token_loop()))
         try:
             while not self._stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
@@ -358,10 +379,32 @@ class FollowEngine:
 
         await self._supervise("reconciliation", round_)
 
-    async def _supervise(self, name: str, round_: Callable[[], Awaitable[bool]]) -> None:
+    async def _token_loop(self) -> None:
+        """Token validity, renewal and secrets.toml reloads (engine/tokens.py); the first
+        round at once, so a token close to its end is renewed at start."""
+        keeper = self.tokens
+        assert keeper is not None
+
+        async def round_() -> bool:
+            await asyncio.to_thread(keeper.round)
+            return True
+
+        await self._supervise("token renewal", round_, interval=self._token_poll, first=0.0)
+
+    def reload_tokens(self) -> None:
+        """Read secrets.toml again at the token loop's next round (SIGHUP; any thread)."""
+        if self.tokens is not None:
+            self.tokens.request_reload()
+
+    async def _supervise(self, name: str, round_: Callable[[], Awaitable[bool]], *,
+                         interval: float | None = None, first: float | None = None) -> None:
         health = self.status.loops.setdefault(name, LoopHealth(name))
 
+        first_wait = [first]
+
         async def wait(seconds: float) -> bool:
+            if first_wait[0] is not None:  # the first round sooner than the interval
+                seconds, first_wait[0] = first_wait[0], None
             return await asyncio.to_thread(self._stop.wait, seconds)
 
         def changed(health: LoopHealth) -> None:
@@ -378,7 +421,7 @@ class FollowEngine:
             self.on_change()
 
         await supervised(health, round_, wait=wait,
-                         interval=self.settings.reconcile_interval_seconds,
+                         interval=interval or self.settings.reconcile_interval_seconds,
                          on_change=changed)
 
     def _resume_unfinished(self) -> None:
@@ -401,13 +444,13 @@ class FollowEngine:
                 self.status.catch_ups += 1
 
         login = self.settings.leader_stream
-        self._leader = LeaderStream(
+        self._leader = self._register(login.client_id, LeaderStream(
             login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
             on_connected=catch_up, on_closed=self._closed("leader"),
             on_state=self._stream_state(self.status.leader_stream),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
-            on_silence=self._on_leader_silence, **self.stream_options)
+            on_silence=self._on_leader_silence, **self.stream_options))
         return self._leader
 
     def _on_leader_silence(self, silent: bool, detail: str) -> None:
@@ -449,14 +492,18 @@ class FollowEngine:
                 await asyncio.wrap_future(self.follower_pipeline.call(apply, book.data))
 
         login = self.settings.follower_streams[follower.name]
-        return LeaderStream(
+        return self._register(login.client_id, LeaderStream(
             login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.follower_pipeline.put(
                 replicator.on_follower_report, follower.name, report),
             on_connected=catch_up, on_state=self._stream_state(status),
             on_closed=self._closed(follower.name),
             on_malformed=self._malformed(status, follower.name),
-            **{k: v for k, v in self.stream_options.items() if k not in _PROBE_OPTIONS})
+            **{k: v for k, v in self.stream_options.items() if k not in _PROBE_OPTIONS}))
+
+    def _register(self, client_id: str, stream: LeaderStream) -> LeaderStream:
+        self._streams.setdefault(client_id, []).append(stream)
+        return stream
 
     def _stream_state(self, status: StreamStatus) -> Callable[[StreamState, str], None]:
         def update(state: StreamState, detail: str) -> None:
@@ -514,3 +561,119 @@ class FollowEngine:
     def _correlation_id_for(self, follower: str) -> Callable[[MirrorOrder, int], str]:
         return lambda mirror, attempt: correlation_id(
             self.trading_date(), mirror.leader_order_id, follower, mirror.leg, attempt)
+
+    # ---- tokens renewed or reloaded (engine/tokens.py) ---------------------------------------
+
+    def _token_notice(self, client_id: str, kind: str, message: str) -> None:
+        """The token loop's news: on the record (and in plain output), in the log."""
+        names = [f.name for f in self.followers if f.account.client_id == client_id]
+        level = logging.INFO if kind == "token_renewed" else logging.WARNING
+        log.log(level, "%s", message)
+        with self.store.write():
+            self.store.audit(kind, message, follower=names[0] if len(names) == 1 else None)
+        self.on_change()
+
+    def _token_switched(self, client_id: str, token: Secret, why: str) -> None:
+        """Every user of the account gets the new token: REST at once (the accounts are
+        switched), the streams at their next login; a follower stopped on a refused token
+        is resumed."""
+        assert self._rebuild is not None
+        accounts = [self.leader] if client_id == self.settings.leader_stream.client_id else []
+        accounts += [self.accounts[f.name] for f in self.followers
+                     if f.account.client_id == client_id]
+        for account in {id(a): a for a in accounts}.values():
+            if isinstance(account, SwitchableAccount):
+                account.switch(self._rebuild(client_id, token))
+            else:
+                log.error("account %s cannot switch tokens; restart follow", client_id)
+        for stream in self._streams.get(client_id, []):
+            stream.set_token(token)  # revealed only at login: the next (re)login uses it
+        log.info("token of client %s switched (%s)", client_id, why)
+        for follower in self.followers:
+            if follower.account.client_id == client_id:
+                self._resume_follower(follower, why)
+
+    def _resume_follower(self, follower: FollowerConfig, why: str) -> None:
+        """A follower stopped on a refused token has a new one: every intent the halt left
+        (AUTH, or SENDING and skipped) goes through the resume path (lookup by correlation
+        id, then send), a place for a leader order older than max_order_age_seconds ends
+        with the reason instead; then the leader orders it missed are decided on."""
+        name = follower.name
+        worker = self.workers[name]
+        if worker.executor.refused is None and name not in self.status.stopped_followers:
+            return  # not stopped: nothing left behind
+        if name in self._halted_at_start:
+            positions = self.accounts[name].positions()
+            if not positions.ok:
+                log.warning("follower %s: positions not read after the new token: %s",
+                            name, positions.describe())
+                return  # still refused (or no answer): the next switch or check tries again
+            self.positions[name].load(positions.data or [])
+            self._halted_at_start.discard(name)
+        resend = self._left_by_halt(follower)
+        worker.resume(resend)
+        self.status.stopped_followers.pop(name, None)
+        with self.store.write():
+            self.store.audit("account_resumed", f"follower {name} resumed ({why}): "
+                             f"{len(resend)} call(s) left by the stop go out again",
+                             follower=name)
+        self.on_change()
+        if self.replicator is not None:
+            self.pipeline.call(self.replicator.decide_missed, name, lambda order_id, who:
+                               self.store.mirror(order_id, who) is not None).result(timeout=60)
+
+    def _left_by_halt(self, follower: FollowerConfig) -> list[int]:
+        """The intents to send again, oldest first: SENDING ones as they are, AUTH ones of
+        this run as new intents (an intent's outcome is final); stale places ended."""
+        name = follower.name
+        sending = [r for r in self.store.sending_intent_rows() if r.follower == name]
+        busy = {r.mirror_id for r in sending}
+        refused = [r for r in self.store.intent_rows_after(self._first_intent_id)
+                   if r.follower == name and r.status == IntentStatus.AUTH
+                   and r.mirror_id not in busy]
+        ids = [r.id for r in sending]
+        with self.store.write():
+            for row in refused:
+                mirror = self.store.mirror_by_id(row.mirror_id)
+                if MirrorState(mirror.state) in TERMINAL_STATES or row.mirror_id in busy:
+                    continue
+                busy.add(row.mirror_id)
+                ids.append(self.store.add_intent(mirror, row.action, row.request).id)
+        return [i for i in sorted(ids) if not self._ended_stale(follower, i)]
+
+    def _ended_stale(self, follower: FollowerConfig, intent_id: int) -> bool:
+        """A place never sent whose leader order is now older than max_order_age_seconds
+        is not chased: looked up first (it may exist after all), else ended with the
+        reason. True when it is done with."""
+        intent = self.store.intent_by_id(intent_id)
+        mirror = self.store.mirror_by_id(intent.mirror_id)
+        known = self.replicator.leaders.get(mirror.leader_order_id) if self.replicator else None
+        created = known.report.created_at if known is not None else None
+        if intent.action != IntentAction.PLACE or legs_of(mirror) or created is None:
+            return False
+        age = (datetime.now(UTC) - created).total_seconds()
+        if age <= follower.max_order_age_seconds:
+            return False
+        found = self.accounts[follower.name].order_by_correlation(mirror.correlation_id)
+        if found.ok:
+            self.workers[follower.name].executor.adopt(
+                mirror.id, found.data, finish=(intent, "adopted after the token was renewed"))
+            return True
+        if found.kind is not OutcomeKind.NOT_FOUND:
+            return False  # unanswered: the resume path looks it up again before any send
+        self._end_unsent(follower.name, intent, mirror, f"leader order is {age:.0f} s old, "
+                         f"beyond max_order_age_seconds {follower.max_order_age_seconds:g}, "
+                         "when the token came back: not chased")
+        return True
+
+    def _end_unsent(self, name: str, intent: Intent, mirror: MirrorOrder, reason: str) -> None:
+        # SUBMITTED has no SKIP in the state table: a mirror never placed ends CANCELED
+        # ("never placed"), as cancel-mirror ends one; the intent ends SKIPPED.
+        with self.store.write():
+            self.store.finish_intent(intent, IntentStatus.SKIPPED, reason)
+            mirror = self.store.mirror_by_id(mirror.id)
+            self.store.update_mirror(mirror, reason=reason)
+            self.store.apply_trigger(mirror, Trigger.CANCELED, f"never placed: {reason}")
+            self.store.audit("skipped", reason, follower=name,
+                             leader_order_id=mirror.leader_order_id)
+

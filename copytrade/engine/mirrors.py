@@ -11,7 +11,7 @@ from collections.abc import Callable
 from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger, trigger_for_legs
-from copytrade.core.reasons import ReasonCode
+from copytrade.core.reasons import ReasonCode, ioc_unfilled_text
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
@@ -27,6 +27,9 @@ class MirrorUpdater:
         self.on_change = on_change
         # (follower, order id) -> traded when positions were read at start.
         self.traded_at_start: dict[tuple[str, str], int] = {}
+        # follower -> max_price_drift_percent, to word an IOC chase that ended unfilled
+        # (filled in by the replicator, which holds the followers' settings).
+        self.ioc_drift: dict[str, float] = {}
 
     def adopt_order_ids(self, mirror_id: int, order_ids: list[str]) -> None:
         mirror = self.store.mirror_by_id(mirror_id)  # fresh: the stream may have written
@@ -61,7 +64,9 @@ class MirrorUpdater:
         if report.reason and (status in (OrderStatus.REJECTED, OrderStatus.EXPIRED)
                               or (status == OrderStatus.CANCELLED and not mirror.reason)):
             fields["reason"] = report.reason
-        if (status == OrderStatus.CANCELLED and previous[0] != OrderStatus.CANCELLED
+        if mirror.reason_code == ReasonCode.LATE_MARKET_IOC.value:
+            fields.update(self._ioc_end(mirror, status, traded))
+        elif (status == OrderStatus.CANCELLED and previous[0] != OrderStatus.CANCELLED
                 and self._not_ours(mirror)):
             fields["reason"] = CANCELLED_OUTSIDE
             fields["reason_code"] = ReasonCode.CANCELLED_OUTSIDE.value
@@ -70,6 +75,17 @@ class MirrorUpdater:
                              follower=mirror.follower, leader_order_id=mirror.leader_order_id)
         self.store.update_mirror(mirror, **fields)
         self._step(mirror, trigger_for_legs(legs, mirror.quantity), report.reason)
+
+    def _ioc_end(self, mirror: MirrorOrder, status: str, traded: int) -> dict:
+        """An IOC chase the exchange ended (cancelled or expired) short of its quantity: the
+        market had moved past the bound. Expected, so not a cancel from outside."""
+        if status not in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) or traded >= mirror.quantity:
+            return {}
+        drift = self.ioc_drift.get(mirror.follower, 1.0)
+        reason = ioc_unfilled_text(mirror.price, drift, traded, mirror.quantity)
+        self.store.audit("not_mirrored" if traded == 0 else "partly_mirrored", reason,
+                         follower=mirror.follower, leader_order_id=mirror.leader_order_id)
+        return {"reason": reason, "reason_code": ReasonCode.IOC_UNFILLED.value}
 
     def _not_ours(self, mirror: MirrorOrder) -> bool:
         """A cancel nobody here asked for: the mirror was not being cancelled and no cancel

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.reasons import ReasonCode
 from copytrade.dhan.rest import OutcomeKind
 from copytrade.engine.executor import token_refused_text
 from copytrade.engine.follow import FollowEngine
@@ -55,6 +56,7 @@ class ResultKind(StrEnum):
     MODIFIED = "modified"
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
+    NOT_MIRRORED = "not mirrored"  # placed, and ended unfilled by its own terms (an IOC)
     ALREADY = "already mirrored"
     NOT_YET = "not yet"  # the leader order is still in transit: nothing to decide yet
     FAILED = "failed"
@@ -481,8 +483,8 @@ def _planned(intents: Sequence[IntentRow], resumed: set[int]) -> tuple[ResultKin
 
 
 def _first_of(kinds: Sequence[ResultKind]) -> ResultKind:
-    for kind in (ResultKind.FAILED, ResultKind.PLACED, ResultKind.MODIFIED,
-                 ResultKind.CANCELLED, ResultKind.ALREADY):
+    for kind in (ResultKind.FAILED, ResultKind.PLACED, ResultKind.NOT_MIRRORED,
+                 ResultKind.MODIFIED, ResultKind.CANCELLED, ResultKind.ALREADY):
         if kind in kinds:
             return kind
     return ResultKind.ALREADY
@@ -541,6 +543,8 @@ def _place_result(intent: IntentRow, mirror: MirrorOrder,
         parts.append(f"{_request_text(intent.request)}, rejected: {mirror.reason}")
         return ResultKind.FAILED
     parts.append(f"{_request_text(intent.request)} -> {_mirror_text(mirror)}")
+    if mirror.reason_code == ReasonCode.IOC_UNFILLED and not mirror.filled_quantity:
+        return ResultKind.NOT_MIRRORED  # the price ran beyond max_price_drift_percent
     return ResultKind.PLACED
 
 

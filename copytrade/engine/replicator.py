@@ -14,7 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from copytrade.core.decide import Action, ActionKind, MirrorView, is_reopenable, needs_quote
+from copytrade.core.decide import (
+    Action,
+    ActionKind,
+    MirrorView,
+    is_chase,
+    is_late_market,
+    is_reopenable,
+    needs_quote,
+)
 from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.intents import IntentAction
@@ -30,8 +38,14 @@ from copytrade.store.models import Intent, MirrorOrder
 from copytrade.store.repo import Store
 
 log = logging.getLogger(__name__)
+DEFAULT_AMO_TIME = "OPEN"  # Dhan's and the SDK's default
 QUOTE_TTL_SECONDS = 2.0
+# Dhan's quote APIs allow 1 call a second, and only with a Data API plan: a quote is an
+# extra check, never waited for, so one asked within this gap is simply not asked.
+QUOTE_GAP_SECONDS = 1.0
+QUOTE_RETRY_SECONDS = 600.0  # no answer (no Data API plan?): stop asking for this long
 LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
+TickFn = Callable[[str, str], float | None]  # (exchange segment, security id) -> tick size
 FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
 
 
@@ -69,7 +83,8 @@ class Replicator:
                  wall: Callable[[], float] = time.time,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  last_price: Callable[[str, str], float | None] = lambda seg, sid: None,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 tick_size: TickFn | None = None) -> None:
         self.store = store
         self.followers = followers
         self.updater = updater
@@ -82,9 +97,16 @@ class Replicator:
         self.now = now
         self.last_price = last_price
         self.on_change = on_change
+        # The instrument list's tick sizes; read from the store when the caller has none.
+        # No tick size known: a late market order is skipped with the reason (see plan).
+        self.tick_size = tick_size or (lambda exchange_segment, security_id: None)
+        # The updater words an IOC chase that ended unfilled with the follower's bound.
+        updater.ioc_drift.update({f.name: f.max_price_drift_percent for f in followers})
         self.leaders: dict[str, Merged] = {}
         self._price_now: float | None = None  # the quote fetched for the report in hand
         self._quotes: dict[tuple[str, str], tuple[float, float | None]] = {}
+        self._last_quote_call = float("-inf")
+        self._quotes_off_until = float("-inf")
         self._working: dict[tuple[str, str, str], dict[str, int]] = {}
         # Traded quantities already inside the positions read at start (by order id), so
         # a catch-up does not count those fills twice; follower orders not ours included.
@@ -116,7 +138,8 @@ class Replicator:
         submissions: list[tuple[FollowerPlan, int]] = []
         self._fresh.clear()
         # A quote is a REST call: fetched before the write transaction, never inside it.
-        # Only an order first seen filled can need one (a live order was seen accepted).
+        # Only an order first seen filled can use one (a live order was seen accepted),
+        # and none is required: the IOC's limit bounds the price at the exchange.
         first_seen_filled = needs_quote(leader) and (
             known is None or not known.report.exchange_accepted)
         self._price_now = self._quote(leader) if first_seen_filled else None
@@ -139,22 +162,43 @@ class Replicator:
             self.leader_positions.apply_fill(leader.security_id, leader.product_type,
                                              leader.transaction_type,
                                              leader.traded_quantity - previously_traded)
+        faultpoints.reached("after_intent_commit")
+        self._submit(submissions)
         if leader.status == OrderStatus.TRADED and (
                 known is None or known.report.status != OrderStatus.TRADED):
-            with self.store.write():
+            with self.store.write():  # after the hand-off: a figure never holds up a send
                 self.updater.record_fill_lags(leader.order_id)
-        faultpoints.reached("after_intent_commit")
+        self.stats.decide_seconds.append(time.perf_counter() - started)
+        del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
+        self.on_change()
+
+    def _submit(self, submissions: list[tuple[FollowerPlan, int]]) -> None:
+        """Hand committed intents to their workers; a new place goes with what was just
+        written, so the worker sends it without reading it back."""
         for follower, intent_id in submissions:
             fresh = self._fresh.get(intent_id)
             if fresh is None:
                 follower.submit(intent_id)
-            else:  # a new place: the worker sends it without reading it back
+            else:
                 follower.submit(intent_id, fresh=fresh)
         self._fresh.clear()
         self.stats.intents += len(submissions)
-        self.stats.decide_seconds.append(time.perf_counter() - started)
-        del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
-        self.on_change()
+
+    def decide_missed(self, name: str, has_mirror: Callable[[str, str], bool]) -> int:
+        """On the leader pipeline, once a stopped follower is back: today's leader orders
+        it was not decided on (nothing is recorded for a stopped account) are decided on
+        now, oldest first, by the same planner: placed, or skipped when too old. Returns
+        how many leader orders were decided on."""
+        plan = next(p for p in self.followers if p.name == name)
+        missed = sorted((m.report for order_id, m in self.leaders.items()
+                         if not has_mirror(order_id, name)), key=_first_seen)
+        for leader in missed:
+            self._fresh.clear()
+            self._price_now = self._quote(leader) if needs_quote(leader) else None
+            with self.store.write():
+                submissions = self._decide_for(plan, leader, self.wall())
+            self._submit(submissions)
+        return len(missed)
 
     def _record_not_mirrored(self, leader: OrderReport, exc: Exception) -> None:
         self.stats.failures += 1
@@ -222,14 +266,23 @@ class Replicator:
             working[leader.order_id] = leader.remaining_quantity
 
     def _quote(self, leader: OrderReport) -> float | None:
-        """One quote per instrument every few seconds, however many followers and caught-up
-        orders ask (Dhan's data APIs allow 5 calls a second)."""
+        """A quote only where one is cheap: cached per instrument for a few seconds, at most
+        one call a second (Dhan's quote limit), and none for a while after a call that got
+        nothing (no Data API plan). None is fine: the IOC decides."""
         key = (leader.exchange_segment, leader.security_id)
         now = time.monotonic()
         cached = self._quotes.get(key)
-        if cached is None or now - cached[0] > QUOTE_TTL_SECONDS or cached[1] is None:
-            cached = self._quotes[key] = (now, self.last_price(*key))
-        return cached[1]
+        if cached is not None and now - cached[0] <= QUOTE_TTL_SECONDS:
+            return cached[1]
+        if now < self._quotes_off_until or now - self._last_quote_call < QUOTE_GAP_SECONDS:
+            return None
+        self._last_quote_call = now
+        price = self.last_price(*key)
+        if price is None:
+            self._quotes_off_until = now + QUOTE_RETRY_SECONDS
+            return None
+        self._quotes[key] = (now, price)
+        return price
 
     def _lot_size(self, leader: OrderReport) -> int | None:
         """The instrument list decides; a frame that disagrees is recorded (once per
@@ -260,8 +313,15 @@ class Replicator:
             freeze_limit=self.freeze_limit(leader.security_id, leader.symbol),
             capital=self._capital(follower), positions=positions,
             now=self.now() if view is None else None,  # the staleness of a first decision
-            quote=quote, max_order_age_seconds=follower.max_order_age_seconds,
+            quote=quote, tick_size=self._tick(leader, view),
+            max_order_age_seconds=follower.max_order_age_seconds,
             max_price_drift_percent=follower.max_price_drift_percent)
+
+    def _tick(self, leader: OrderReport, view: MirrorView | None) -> float | None:
+        """The tick size, read only where it prices something: a late market order's IOC."""
+        if view is not None or not is_late_market(leader):
+            return None
+        return self.tick_size(leader.exchange_segment, leader.security_id)
 
     def _capital(self, follower: FollowerPlan) -> Capital | None:
         if self.leader_capital is None or follower.capital is None:
@@ -336,8 +396,12 @@ class Replicator:
             return None
         # Created straight in SUBMITTED (PLANNED -> SUBMITTED recorded): the row and its
         # intent commit together, before anything is sent.
+        # An IOC chase carries its code from the start: the updater and the planner treat
+        # its end by the exchange as expected, not as a cancel from outside.
+        chase = is_chase(action.code)
         mirror = self._new_mirror(follower, leader, action, positions, attempt, carried,
-                                  MirrorState.SUBMITTED)
+                                  MirrorState.SUBMITTED, action.reason if chase else "",
+                                  action.code if chase else ReasonCode.NONE)
         self.store.record_event(mirror, MirrorState.PLANNED, MirrorState.SUBMITTED,
                                 Trigger.SUBMIT, f"{action.quantity} units")
         request = {
@@ -351,8 +415,8 @@ class Replicator:
                 "price": action.price,
                 "trigger_price": action.trigger_price,
                 "disclosed_quantity": action.disclosed_quantity,
-                "validity": leader.validity,
-                "after_market_order": leader.after_market_order,
+                "validity": action.validity or leader.validity,
+                **amo_fields(leader),
             },
             "slice": action.slice,
             "seen_at": seen_at,
@@ -515,6 +579,11 @@ class Replicator:
                                               report.transaction_type, delta, ours=False)
 
 
+def _first_seen(report: OrderReport) -> float:
+    when = report.created_at or report.updated_at
+    return when.timestamp() if when is not None else 0.0
+
+
 def mirror_view(mirror: MirrorOrder) -> MirrorView:
     """The planner's view of a stored mirror: totals include what earlier attempts filled."""
     return MirrorView(
@@ -524,5 +593,14 @@ def mirror_view(mirror: MirrorOrder) -> MirrorView:
         price=mirror.price, trigger_price=mirror.trigger_price, order_type=mirror.order_type,
         modifications=mirror.modifications, sliced=mirror.sliced,
         reopenable=is_reopenable(MirrorState(mirror.state), mirror.reason_code,
-                                 shadow=mirror.shadow))
+                                 shadow=mirror.shadow),
+        chase=is_chase(mirror.reason_code))
+
+
+def amo_fields(leader: OrderReport) -> dict:
+    """The leader's AMO flag and time, mirrored as they are: an AMO the leader placed for
+    the open goes to the same open. Dhan's default time (OPEN) where none was reported."""
+    if not leader.after_market_order:
+        return {"after_market_order": False}
+    return {"after_market_order": True, "amo_time": leader.amo_time or DEFAULT_AMO_TIME}
 

@@ -4,7 +4,8 @@ each account behind the Broker protocol, a rate limiter per account and the cloc
 engine never reads Config nor resolves a token itself.
 
 Tokens stay Secret: the REST accounts were built with theirs; the order streams reveal
-theirs only at the websocket login (StreamLogin.token).
+theirs only at the websocket login (StreamLogin.token). A token renewed or reloaded while
+follow runs reaches the accounts through `rebuild` and the streams at their next login.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from copytrade.config.model import FollowerConfig
 from copytrade.engine.broker import Broker
 from copytrade.engine.limits import LimiterFor
+from copytrade.engine.tokens import TokenWiring
 from copytrade.errors import UsageError
 from copytrade.secret import Secret
 
@@ -57,6 +59,10 @@ class Wiring:
     accounts: Mapping[str, Broker]  # by follower name: every enabled follower
     limiter_for: LimiterFor  # (client id, wait) -> that account's order-rate limiter
     trading_date: Callable[[], date]
+    # Renewal and reload of the tokens while follow runs (None: tokens stay as started).
+    tokens: TokenWiring | None = None
+    # (client id, token) -> a new account with that token, switched in by follow.
+    rebuild: Callable[[str, Secret], Broker] | None = None
 
     def select(self, name: str | None, max_age: float | None) -> Wiring:
         """Only the follower named (any case), with max_age applied to every follower

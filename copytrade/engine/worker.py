@@ -126,6 +126,13 @@ class FollowerWorker:
         self._thread.join(timeout)
         self.limiter.close()
 
+    def resume(self, intent_ids: list[int]) -> None:
+        """Un-halt (the token was replaced) and send these intents, left AUTH or SENDING
+        by the halt, through the resume path: looked up by correlation id, then sent."""
+        self.executor.resume()
+        for intent_id in intent_ids:
+            self._queue.put((intent_id, True, None))
+
     @property
     def backlog(self) -> int:
         return self._queue.qsize()

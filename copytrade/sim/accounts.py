@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from pyrate_limiter import Duration, InMemoryBucket, Rate, RateItem
 
@@ -20,6 +21,9 @@ READ_RATES = (Rate(20, Duration.SECOND),)
 DATA_RATES = (Rate(5, Duration.SECOND),)  # market quotes
 MAX_TOKENS_PER_ACCOUNT = 16
 MAX_EXPIRED_TOKENS = 64
+# Dhan's access tokens live at most 24 hours from issue (dhan-api.md); so do ours, on the
+# emulator's clock. A renewed token (RenewToken) gets another 24 hours from its renewal.
+TOKEN_LIFETIME = timedelta(hours=24)
 
 
 def _keep_newest(ordered: dict[str, None], limit: int) -> None:
@@ -121,6 +125,8 @@ class Account:
     # Insertion-ordered (dicts as sets), so the oldest can be forgotten to bound memory.
     token_digests: dict[str, None] = field(default_factory=dict)
     expired_digests: dict[str, None] = field(default_factory=dict)
+    # digest -> when that token stops working (emulator clock); bounded like the digests.
+    token_expiry: dict[str, datetime] = field(default_factory=dict)
     positions: dict[tuple[str, str], Position] = field(default_factory=dict)
     order_rate_scale: float = 1.0
     order_bucket: InMemoryBucket = field(init=False)
@@ -132,16 +138,32 @@ class Account:
                  for r in ORDER_RATES]
         self.order_bucket = InMemoryBucket(rates)
 
-    def remember_token(self, digest: str) -> None:
+    def remember_token(self, digest: str, valid_until: datetime | None = None) -> None:
         self.token_digests[digest] = None
         _keep_newest(self.token_digests, MAX_TOKENS_PER_ACCOUNT)
+        if valid_until is not None:
+            self.token_expiry[digest] = valid_until
+        for forgotten in set(self.token_expiry) - set(self.token_digests):
+            del self.token_expiry[forgotten]
 
     def expire_tokens(self) -> int:
         count = len(self.token_digests)
         self.expired_digests.update(self.token_digests)
         _keep_newest(self.expired_digests, MAX_EXPIRED_TOKENS)
         self.token_digests.clear()
+        self.token_expiry.clear()
         return count
+
+    def lapse_if_expired(self, digest: str, now: datetime) -> bool:
+        """True (and the token moved to the expired ones) once its validity has passed."""
+        until = self.token_expiry.get(digest)
+        if until is None or now < until:
+            return False
+        self.token_digests.pop(digest, None)
+        self.token_expiry.pop(digest, None)
+        self.expired_digests[digest] = None
+        _keep_newest(self.expired_digests, MAX_EXPIRED_TOKENS)
+        return True
 
     def admit(self, bucket: InMemoryBucket, now_ms: int) -> bool:
         """One request against the bucket's windows; old entries are leaked to bound memory."""

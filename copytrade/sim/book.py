@@ -10,13 +10,18 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from datetime import datetime, timedelta
+
+from pyrate_limiter import Duration, InMemoryBucket, Rate
 
 from copytrade.sim import errors
-from copytrade.sim.accounts import Account, order_margin
-from copytrade.sim.clock import Clock, SystemClock
+from copytrade.sim.accounts import TOKEN_LIFETIME, Account, order_margin
+from copytrade.sim.clock import IST, Clock, SystemClock
+from copytrade.sim.dialects import PRESETS, Dialect
 from copytrade.sim.errors import ApiError
 from copytrade.sim.instruments import (
     DEFAULT_INSTRUMENTS,
@@ -67,7 +72,7 @@ class Book:
     def __init__(self, *, funds: float = 1_000_000.0, clock: Clock | None = None,
                  seed: int | None = None,
                  instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
-                 order_rate_scale: float = 1.0) -> None:
+                 order_rate_scale: float = 1.0, dialect: Dialect = PRESETS["clean"]) -> None:
         try:
             self.default_funds = check_funds(funds)
         except ApiError as refusal:
@@ -85,6 +90,39 @@ class Book:
         self._random = random.Random(seed)
         self._sequence = 0
         self._lock = threading.RLock()
+        self.dialect = dialect  # the run's; accounts may have their own
+        self._dialects: dict[str, Dialect] = {}
+        self._frame_counts: dict[str, int] = {}  # per account, for camelCase frames
+        self._quote_windows: dict[str, tuple[int, InMemoryBucket]] = {}
+        self.ip_refused: set[str] = set()  # accounts whose order calls come from a wrong IP
+
+    # ---- dialects ---------------------------------------------------------------------
+
+    def dialect_of(self, client_id: str) -> Dialect:
+        return self._dialects.get(client_id, self.dialect)
+
+    def set_dialect(self, client_id: str, dialect: Dialect | None) -> Dialect:
+        """The account speaks `dialect` from now on (None: the run's again)."""
+        with self._lock:
+            self.account(client_id)  # bounds the client id and the number of accounts
+            if dialect is None:
+                self._dialects.pop(client_id, None)
+            else:
+                self._dialects[client_id] = dialect
+            return self.dialect_of(client_id)
+
+    def set_ip_whitelisted(self, client_id: str, whitelisted: bool) -> None:
+        with self._lock:
+            self.account(client_id)
+            if whitelisted:
+                self.ip_refused.discard(client_id)
+            else:
+                self.ip_refused.add(client_id)
+
+    def _check_static_ip(self, account: Account, source: str) -> None:
+        # Only API calls come from the user's IP; Dhan's own app ("N") is never refused.
+        if source == "P" and account.client_id in self.ip_refused:
+            raise errors.ip_not_whitelisted()
 
     # ---- accounts ---------------------------------------------------------------
 
@@ -100,8 +138,36 @@ class Book:
             if digest not in account.token_digests:
                 if any(digest in other.token_digests for other in self.accounts.values()):
                     raise errors.invalid_token()  # another account's token
-                account.remember_token(digest)
+                # A token first seen is taken as issued now: valid for 24 hours.
+                account.remember_token(digest, self.clock.now() + TOKEN_LIFETIME)
+            if account.lapse_if_expired(digest, self.clock.now()):
+                raise errors.invalid_token()
             return account
+
+    def renew_token(self, account: Account, digest: str) -> dict:
+        """Dhan's GET /v2/RenewToken: a new token valid 24 hours from now. Dhan's docs do
+        not say what becomes of the token renewed; here it stays valid until its own
+        expiry, so calls already on their way with it still succeed."""
+        token = secrets.token_urlsafe(48)
+        valid_until = self.clock.now() + TOKEN_LIFETIME
+        with self._lock:
+            account.remember_token(token_digest(token), valid_until)
+        return {"dhanClientId": account.client_id, "accessToken": token,
+                "expiryTime": valid_until.astimezone(IST).strftime("%Y-%m-%dT%H:%M:%S")}
+
+    def set_token_validity(self, client_id: str, seconds: float) -> int:
+        """For tests: every active token of the account expires `seconds` from now (0 or
+        less: at once, DH-901 from the next call); the number of tokens changed."""
+        with self._lock:
+            account = self.account(client_id)
+            until = self.clock.now() + timedelta(seconds=seconds)
+            for digest in account.token_digests:
+                account.token_expiry[digest] = until
+            return len(account.token_digests)
+
+    def token_valid_until(self, account: Account, digest: str) -> datetime:
+        with self._lock:
+            return account.token_expiry.get(digest, self.clock.now() + TOKEN_LIFETIME)
 
     def stream_login_ok(self, client_id: str, token: str) -> bool:
         try:
@@ -138,6 +204,7 @@ class Book:
 
     def place(self, account: Account, body: object, *, source: str = "P",
               slicing: bool = False) -> list[SimOrder]:
+        self._check_static_ip(account, source)
         request = parse_place(body, self.instruments, slicing=slicing)
         with self._lock:
             if not slicing:
@@ -177,6 +244,7 @@ class Book:
             bo_profit_value=request.bo_profit_value,
             bo_stop_loss_value=request.bo_stop_loss_value,
         )
+        self._protect_market(order)
         self.orders[order.order_id] = order
         self._publish(order)  # TRANSIT
         refusal = self._rms_refusal(account, order)
@@ -187,6 +255,17 @@ class Book:
         self._set_status(order, "PENDING")
         self._match(order)
         return order
+
+    def _protect_market(self, order: SimOrder) -> None:
+        """Dhan turns an API MARKET order into a LIMIT one a band beyond the last price, so
+        it can rest PENDING once the price runs past the band."""
+        band = self.dialect_of(order.client_id).market_protection
+        if order.order_type != "MARKET" or order.source != "P" or not band:
+            return
+        last = self.prices[order.instrument.security_id]
+        order.order_type = "LIMIT"
+        order.price = self.dialect_of(order.client_id).protected_price(
+            order.transaction_type == "BUY", last, order.instrument.tick_size)
 
     def _rms_refusal(self, account: Account, order: SimOrder) -> str:
         inst = order.instrument
@@ -207,6 +286,7 @@ class Book:
 
     def modify(self, account: Account, order_id: str, body: object, *,
                source: str = "P") -> SimOrder:
+        self._check_static_ip(account, source)
         request = parse_modify(body)
         with self._lock:
             order = self._own_order(account, order_id)
@@ -234,6 +314,7 @@ class Book:
             order.validity = request.validity
             order.modifications += 1
             order.source = source
+            self._protect_market(order)  # a modify to MARKET is converted too
             if order.order_type not in ("STOP_LOSS", "STOP_LOSS_MARKET"):
                 order.triggered = False
             self._set_status(order, "PART_TRADED" if order.filled_quantity else "PENDING")
@@ -241,6 +322,7 @@ class Book:
             return order
 
     def cancel(self, account: Account, order_id: str, *, source: str = "P") -> SimOrder:
+        self._check_static_ip(account, source)
         with self._lock:
             order = self._own_order(account, order_id)
             if not order.is_open:
@@ -262,23 +344,33 @@ class Book:
     # ---- reads ------------------------------------------------------------------------
 
     def order_list(self, account: Account) -> list[dict]:
+        dialect = self.dialect_of(account.client_id)
+        return [dialect.order_row(row) for row in self._order_rows(account)]
+
+    def _order_rows(self, account: Account) -> list[dict]:
+        """The clean rows, whatever the dialect (the snapshot's view)."""
         with self._lock:
             own = [o for o in self.orders.values() if o.client_id == account.client_id]
             return [o.to_rest() for o in reversed(own)]  # newest first, like Dhan
 
     def order(self, account: Account, order_id: str) -> dict:
         with self._lock:
-            return self._own_order(account, order_id).to_rest()
+            row = self._own_order(account, order_id).to_rest()
+        return self.dialect_of(account.client_id).order_row(row)
 
     def order_by_correlation(self, account: Account, correlation_id: str) -> dict:
         with self._lock:
             for order in self.orders.values():
                 if order.client_id == account.client_id and order.correlation_id == correlation_id:
-                    return order.to_rest()
+                    return self.dialect_of(account.client_id).order_row(order.to_rest())
         raise errors.order_error(f"No order with correlation id {correlation_id}",
                                  http_status=404)
 
     def trade_list(self, account: Account, order_id: str | None = None) -> list[dict]:
+        dialect = self.dialect_of(account.client_id)
+        return [dialect.trade_row(row) for row in self._trade_rows(account, order_id)]
+
+    def _trade_rows(self, account: Account, order_id: str | None = None) -> list[dict]:
         with self._lock:
             if order_id is not None:
                 return [t.to_rest() for t in self._own_order(account, order_id).trades]
@@ -294,8 +386,11 @@ class Book:
         with self._lock:
             return account.fund_limits(self._open_orders(account), self.prices)
 
-    def profile(self, account: Account) -> dict:
-        valid_until = self.clock.now().strftime("%d/%m/%Y 23:59")
+    def profile(self, account: Account, digest: str = "") -> dict:
+        # Dhan's format: IST `DD/MM/YYYY HH:MM` (dhan-api.md), of the token presented.
+        expiry = self.token_valid_until(account, digest) if digest else None
+        valid_until = (expiry.astimezone(IST).strftime("%d/%m/%Y %H:%M") if expiry is not None
+                       else self.clock.now().strftime("%d/%m/%Y 23:59"))
         return {
             "dhanClientId": account.client_id,
             "tokenValidity": valid_until,
@@ -325,6 +420,27 @@ class Book:
                     data.setdefault(segment, {})[str(security_id)] = {
                         "last_price": self.prices[instrument.security_id]}
         return {"data": data, "status": "success"}
+
+    def quote(self, account: Account, body: object) -> dict:
+        """A Quote API call: refused without a Data API plan, then held to the dialect's
+        per-second quote window, then answered like `last_prices`."""
+        dialect = self.dialect_of(account.client_id)
+        if not dialect.data_plan:
+            raise errors.no_data_plan()
+        if dialect.quotes_per_second:
+            now_ms = int(self.clock.now().timestamp() * 1000)
+            if not account.admit(self._quote_window(account.client_id,
+                                                    dialect.quotes_per_second), now_ms):
+                raise errors.rate_limited()
+        return self.last_prices(body)
+
+    def _quote_window(self, client_id: str, per_second: int) -> InMemoryBucket:
+        with self._lock:
+            kept = self._quote_windows.get(client_id)
+            if kept is None or kept[0] != per_second:  # a new dialect, a new window
+                kept = (per_second, InMemoryBucket([Rate(per_second, Duration.SECOND)]))
+                self._quote_windows[client_id] = kept
+            return kept[1]
 
     def scrip_master(self) -> str:
         return scrip_master_csv(list(self.instruments.values()))
@@ -415,17 +531,20 @@ class Book:
             accounts = {}
             for client_id, account in self.accounts.items():
                 accounts[client_id] = {
-                    "orders": self.order_list(account),
-                    "trades": self.trade_list(account),
+                    "orders": self._order_rows(account),
+                    "trades": self._trade_rows(account),
                     "positions": self.position_list(account),
                     "funds": self.fund_limits(account),
                     "tokens_expired": len(account.expired_digests),
+                    "dialect": self.dialect_of(client_id).name,
+                    "ip_whitelisted": client_id not in self.ip_refused,
                 }
             return {
                 "session_open": self.session_open,
                 "prices": dict(self.prices),
                 "fill_size": {k or "*": v for k, v in self.fill_size.items()},
                 "accounts": accounts,
+                "dialect": self.dialect.describe(),
             }
 
     # ---- internals ------------------------------------------------------------------
@@ -441,7 +560,10 @@ class Book:
                 if o.client_id == account.client_id and o.is_open]
 
     def _publish(self, order: SimOrder) -> None:
-        self.on_update(order.client_id, order.to_frame())
+        client_id = order.client_id
+        sequence = self._frame_counts.get(client_id, 0) + 1
+        self._frame_counts[client_id] = sequence
+        self.on_update(client_id, self.dialect_of(client_id).frame(order.to_frame(), sequence))
 
     def _set_status(self, order: SimOrder, status: str) -> None:
         order.status = status

@@ -98,6 +98,10 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/match"): lambda sim, body: _ok(sim.match()),
     ("POST", "/accounts/funds"): lambda sim, body: _ok(sim.set_funds(
         _id(body, "client_id"), _float(body, "funds"))),
+    ("POST", "/accounts/dialect"): lambda sim, body: _ok(sim.set_dialect(
+        _id(body, "client_id"), body.get("dialect"), body.get("flags"))),
+    ("POST", "/accounts/static-ip"): lambda sim, body: _ok(sim.set_ip_whitelisted(
+        _id(body, "client_id"), _flag(body, "whitelisted", True))),
     ("POST", "/app/place"): lambda sim, body: _ok(sim.app_place(
         _id(body, "client_id"), body["order"])),
     ("POST", "/app/modify"): lambda sim, body: _ok(sim.app_modify(

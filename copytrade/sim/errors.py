@@ -40,3 +40,17 @@ def order_error(message: str, http_status: int = 400) -> ApiError:
 def server_error() -> ApiError:
     return ApiError(500, "DH-908", "Internal_Server_Error",
                     "Internal server error: the request could not be processed.")
+
+
+def no_data_plan() -> ApiError:
+    # Dhan's DH-902 text for an account without a Data API subscription.
+    return ApiError(403, "DH-902", "Invalid_Access",
+                    "User has not subscribed to Data APIs or does not have access to Trading "
+                    "APIs. Kindly subscribe to Data APIs to be able to fetch Data.")
+
+
+def ip_not_whitelisted() -> ApiError:
+    # dhan-api.md gives no code or text for this refusal: DH-905 naming the rule is our guess
+    # (docs/sim.md says so).
+    return bad_input("Order requests are accepted only from the static IP whitelisted for "
+                     "this account; this request came from another IP.")

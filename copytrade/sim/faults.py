@@ -7,8 +7,9 @@ import fnmatch
 import threading
 from dataclasses import asdict, dataclass
 
-# Answered before the request is looked at.
-BEFORE_KINDS = ("429", "5xx", "timeout", "echo_token")
+# Answered before the request is looked at ("429_empty": a 429 with no body at all, as
+# Dhan's gateway sometimes answers).
+BEFORE_KINDS = ("429", "429_empty", "5xx", "timeout", "echo_token")
 # Answered after the request took effect: the order exists, the reply is lost.
 AFTER_KINDS = ("accept_then_timeout",)
 # Order lookups answer "not found" although the order exists (lookup lag after create).

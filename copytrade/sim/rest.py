@@ -20,7 +20,7 @@ from typing import Any
 
 from copytrade.sim import errors
 from copytrade.sim.accounts import Account
-from copytrade.sim.book import Book
+from copytrade.sim.book import Book, token_digest
 from copytrade.sim.errors import ApiError
 from copytrade.sim.faults import AFTER_KINDS, BEFORE_KINDS, LOOKUP_KINDS, FaultPlan
 from copytrade.sim.timing import TimingLog
@@ -46,6 +46,7 @@ class Route:
     order_api: bool = False  # counts against the order-API rate windows
     data_api: bool = False  # counts against the data-API window (market quotes)
     lookup: bool = False  # subject to the "not_found" lookup-lag fault
+    token: bool = False  # the handler gets the caller's token digest (params "token")
 
 
 def _route(method: str, path: str, handler: Handler, **flags: bool) -> Route:
@@ -79,8 +80,10 @@ ROUTES: tuple[Route, ...] = (
            lookup=True),
     _route("GET", "/positions", lambda b, a, p, body: b.position_list(a)),
     _route("GET", "/fundlimit", lambda b, a, p, body: b.fund_limits(a)),
-    _route("GET", "/profile", lambda b, a, p, body: b.profile(a)),
-    _route("POST", "/marketfeed/ltp", lambda b, a, p, body: b.last_prices(body),
+    _route("GET", "/profile", lambda b, a, p, body: b.profile(a, p["token"]), token=True),
+    _route("GET", "/RenewToken", lambda b, a, p, body: b.renew_token(a, p["token"]),
+           token=True),
+    _route("POST", "/marketfeed/ltp", lambda b, a, p, body: b.quote(a, body),
            data_api=True),
 )
 
@@ -287,7 +290,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
         def _api(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
-            client_id = self.headers.get("client-id")
+            # RenewToken names the account in a `dhanClientId` header (dhan-api.md).
+            client_id = self.headers.get("client-id") or self.headers.get("dhanClientId")
             server.pause(0.5)
             fault = server.faults.take(method, path, client_id, BEFORE_KINDS)
             if fault is not None:
@@ -308,7 +312,11 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
         def _call(self, route: Route, params: dict[str, str], client_id: str | None,
                   raw: bytes) -> Any:
             book = server.book
-            account = book.authenticate(client_id or "", self.headers.get("access-token") or "")
+            token = self.headers.get("access-token") or ""
+            account = book.authenticate(client_id or "", token)
+            if route.token:  # only its digest: no token is kept
+                params = {**params, "token": token_digest(token)}
+            del token
             now_ms = int(book.clock.now().timestamp() * 1000)
             bucket = (account.order_bucket if route.order_api
                       else account.data_bucket if route.data_api else account.read_bucket)
@@ -337,6 +345,8 @@ def _make_handler(server: RestServer) -> type[BaseHTTPRequestHandler]:
         def _answer_fault(self, fault: Any) -> tuple[int, Any]:
             if fault.kind == "429":
                 return 429, errors.rate_limited().body()
+            if fault.kind == "429_empty":
+                return 429, b""  # not JSON: the SDK can only answer a string remark
             if fault.kind == "timeout":
                 server.hold()
             if fault.kind == "echo_token":

@@ -17,6 +17,7 @@ from typing import Any
 
 from copytrade.sim.book import Book
 from copytrade.sim.clock import Clock
+from copytrade.sim.dialects import Dialect, as_dialect, dialect_named
 from copytrade.sim.faults import FaultPlan, RestFault
 from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
 from copytrade.sim.rest import CONTROL_PREFIX, SCRIP_MASTER_PATH, RestServer
@@ -31,9 +32,9 @@ class Emulator:
                  funds: float = 1_000_000.0, clock: Clock | None = None,
                  seed: int | None = None, verbose: bool = False,
                  instruments: Iterable[Instrument] = DEFAULT_INSTRUMENTS,
-                 order_rate_scale: float = 1.0) -> None:
+                 order_rate_scale: float = 1.0, dialect: str | Dialect = "clean") -> None:
         self.book = Book(funds=funds, clock=clock, seed=seed, instruments=instruments,
-                         order_rate_scale=order_rate_scale)
+                         order_rate_scale=order_rate_scale, dialect=as_dialect(dialect))
         self.faults = FaultPlan()
         self.stream = OrderStreamServer(self.book.stream_login_ok, host=host, port=ws_port)
         self.book.on_update = self.stream.publish
@@ -130,13 +131,42 @@ class Emulator:
                              "characters")
         self.book.reject(order_id, reason)
 
+    # ---- dialects -------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        """The run's dialect (accounts without their own speak it)."""
+        return self.book.dialect
+
+    def dialect_of(self, client_id: str) -> Dialect:
+        return self.book.dialect_of(client_id)
+
+    def set_dialect(self, client_id: str, dialect: str | Dialect | None = None,
+                    flags: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The account speaks a preset (`clean`, `realistic`; None: the run's) with some
+        flags changed, e.g. `set_dialect(cid, "realistic", {"data_plan": True})`; returns
+        the account's dialect."""
+        base = (self.book.dialect if dialect is None
+                else dialect if isinstance(dialect, Dialect) else dialect_named(dialect))
+        chosen = base.with_flags(flags) if flags else base
+        own = None if dialect is None and not flags else chosen
+        return self.book.set_dialect(client_id, own).describe()
+
+    def set_ip_whitelisted(self, client_id: str, whitelisted: bool = True) -> None:
+        """False: every API order call (place, slice, modify, cancel) of the account is
+        refused as coming from an IP that is not its whitelisted static IP."""
+        if not isinstance(whitelisted, bool):
+            raise ValueError("whitelisted must be true or false")
+        self.book.set_ip_whitelisted(client_id, whitelisted)
+
     # ---- faults ---------------------------------------------------------------------------
 
     def fail_next(self, kind: str, path: str = "*", *, method: str | None = None,
                   count: int = 1, client_id: str | None = None, status: int = 500) -> None:
-        """The next `count` matching REST requests answer 429, 5xx, time out, are accepted and
-        then time out, (lookups) answer not-found, or (echo_token) answer 400 with the
-        request's own access-token in the message, as some proxies and brokers do."""
+        """The next `count` matching REST requests answer 429 (429_empty: with no body), 5xx,
+        time out, are accepted and then time out, (lookups) answer not-found, or (echo_token)
+        answer 400 with the request's own access-token in the message, as some proxies and
+        brokers do."""
         self.faults.add(RestFault(kind=kind, path=path, method=method, count=count,
                                   client_id=client_id, status=status))
 

@@ -20,6 +20,7 @@ class InstrumentCache:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._lot_sizes: dict[tuple[str, str], int] = {}
+        self._tick_sizes: dict[tuple[str, str], float] = {}
         self._symbols: dict[str, str] = {}
 
     def ensure_fresh(self, today: date, fetch: Callable[[], list[InstrumentRow]]) -> bool:
@@ -61,12 +62,16 @@ class InstrumentCache:
         return False
 
     def _load(self) -> None:
-        self._lot_sizes = {(i.exchange_segment, i.security_id): i.lot_size
-                           for i in Instrument.select()}
-        self._symbols = {i.security_id: i.symbol for i in Instrument.select()}
+        rows = list(Instrument.select())
+        self._lot_sizes = {(i.exchange_segment, i.security_id): i.lot_size for i in rows}
+        self._tick_sizes = {(i.exchange_segment, i.security_id): i.tick_size for i in rows}
+        self._symbols = {i.security_id: i.symbol for i in rows}
 
     def lot_size(self, exchange_segment: str, security_id: str) -> int | None:
         return self._lot_sizes.get((exchange_segment, security_id))
+
+    def tick_size(self, exchange_segment: str, security_id: str) -> float | None:
+        return self._tick_sizes.get((exchange_segment, security_id))
 
     def symbol(self, security_id: str) -> str:
         return self._symbols.get(security_id, "")

@@ -232,6 +232,7 @@ class FakeEmulator:
             raise self.start_error
         self.rest_url = "http://127.0.0.1:18181/v2"
         self.ws_url = "ws://127.0.0.1:18182"
+        self.scrip_master_url = "http://127.0.0.1:18181/api-data/api-scrip-master.csv"
         signal.raise_signal(self.signum)  # as if the operator pressed Ctrl-C right away
 
     def stop(self) -> None:
@@ -259,7 +260,8 @@ def test_sim_prints_its_urls_then_stops_cleanly_on_a_signal(
     code = run(["sim", "--port", "0", "--ws-port", "0", "--funds", "5000", "--seed", "7"])
     out, err = capsys.readouterr()
     assert code == ExitCode.OK, err
-    assert out.splitlines()[:2] == ["REST http://127.0.0.1:18181/v2", "WS ws://127.0.0.1:18182"]
+    assert out.splitlines()[:3] == ["REST http://127.0.0.1:18181/v2", "WS ws://127.0.0.1:18182",
+                                    "SCRIP http://127.0.0.1:18181/api-data/api-scrip-master.csv"]
     (emulator,) = fake_emulator.instances
     assert emulator.options == {
         "host": "127.0.0.1",
@@ -269,6 +271,7 @@ def test_sim_prints_its_urls_then_stops_cleanly_on_a_signal(
         "seed": 7,
         "verbose": False,
         "order_rate_scale": 1.0,
+        "dialect": "clean",
     }
     assert emulator.stopped
     assert signal.getsignal(signum) == before
@@ -287,6 +290,7 @@ def test_sim_defaults(
         "seed": None,
         "verbose": False,
         "order_rate_scale": 1.0,
+        "dialect": "clean",
     }
 
 

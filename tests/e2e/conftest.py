@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from dhanhq import DhanContext, dhanhq
-from simtools import LEADER_ID, LEADER_TOKEN
+from simtools import LEADER_ID, LEADER_TOKEN, suite_dialect
 
 from copytrade.sim.clock import ManualClock
 from copytrade.sim.server import Emulator
@@ -18,8 +18,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def sim(clock: ManualClock) -> Iterator[Emulator]:
-    with Emulator(clock=clock, seed=7) as emulator:
+def sim(clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    with Emulator(clock=clock, seed=7, dialect=suite_dialect(request.module.__name__)) as emulator:
         yield emulator
 
 
@@ -44,8 +44,8 @@ def api(make_api: Callable[..., dhanhq]) -> dhanhq:
 
 
 @pytest.fixture
-def live_sim() -> Iterator[Emulator]:
+def live_sim(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """The emulator on the wall clock: for follow tests, whose rate limits and backoffs
     must see time pass."""
-    with Emulator(seed=7) as emulator:
+    with Emulator(seed=7, dialect=suite_dialect(request.module.__name__)) as emulator:
         yield emulator

@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from websockets.sync.client import ClientConnection, connect
 
+from copytrade.sim.dialects import PRESETS
 from copytrade.sim.server import Emulator
 
 LEADER_ID = "1000000001"
 LEADER_TOKEN = "leader-token-e2e-3f9a"
+# Which dialect the suites' emulators speak (docs/sim.md, "Dialects"): clean by default
+# until the client handles every realistic quirk; CI runs the suites once with each.
+DIALECT_ENV = "COPYTRADE_SIM_DIALECT"
+
+
+def sim_dialect() -> str:
+    """The dialect named by COPYTRADE_SIM_DIALECT (default clean); a typo fails loudly
+    rather than silently testing the clean dialect."""
+    name = os.environ.get(DIALECT_ENV, "").strip() or "clean"
+    if name not in PRESETS:
+        raise ValueError(f"{DIALECT_ENV}={name!r}: expected one of {', '.join(PRESETS)}")
+    return name
+
+
+def suite_dialect(module_name: str) -> str:
+    """The emulator's own suites (test_sim_*) specify the clean shapes and choose other
+    dialects explicitly; every other suite speaks the dialect of the run."""
+    return "clean" if module_name.rsplit(".", 1)[-1].startswith("test_sim_") else sim_dialect()
 
 
 def eventually(predicate: Callable[[], object], timeout: float = 5.0,

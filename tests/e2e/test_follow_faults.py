@@ -276,6 +276,40 @@ def test_429_on_place_backs_off_and_places_once(live_sim: Emulator, tmp_path: Pa
         assert_never_backwards(run)
 
 
+def test_a_429_with_an_empty_body_is_slow_down_not_an_unknown_outcome(
+        live_sim: Emulator, tmp_path: Path) -> None:
+    """Real Dhan can answer 429 with no body at all: still "throttled", so the same
+    request goes again after a pause; never looked up as a lost reply."""
+    with running_follow(live_sim, tmp_path, [F1, F2]) as run:
+        live_sim.fail_next("429_empty", "/orders", method="POST", client_id=F1.client_id)
+        leader_order = api_place(run)
+        run.wait_for(lambda: run.mirror_states("f1") == ["FILLED"]
+                     and run.mirror_states("f2") == ["FILLED"] and settled(run))
+        assert run.engine.workers["f1"].sent == 2  # throttled once, then accepted
+        assert_one_filled_mirror(run, F1, leader_order, 10)
+        assert [m.attempt for m in run.mirrors("f1")] == [1]  # no lookup, no new attempt
+        [intent] = run.intents("f1")
+        assert (intent.action, intent.status) == ("PLACE", "DONE")
+
+
+def test_a_static_ip_refusal_stops_that_follower_only_and_says_what_to_set(
+        live_sim: Emulator, tmp_path: Path) -> None:
+    with running_follow(live_sim, tmp_path, [F1, F2]) as run:
+        live_sim.set_ip_whitelisted(F1.client_id, False)
+        first = api_place(run)
+        run.wait_for(lambda: "f1" in run.engine.status.stopped_followers
+                     and run.mirror_states("f2") == ["FILLED"])
+        reason = run.engine.status.stopped_followers["f1"]
+        assert "static IP" in reason and "source_address" in reason and "proxy" in reason
+        second = api_place(run, quantity=20)  # f2 goes on; nothing more is sent for f1
+        run.wait_for(lambda: run.mirror_states("f2") == ["FILLED", "FILLED"])
+        assert run.engine.workers["f1"].sent == 1
+        assert [m.state for m in run.mirrors("f1")] == ["SUBMITTED"]  # not rejected
+        assert [a.message for a in run.audit("account_stopped")] == [reason]
+        assert_one_filled_mirror(run, F2, first, 2)
+        assert_one_filled_mirror(run, F2, second, 2)
+
+
 @pytest.mark.parametrize("status", [500, 502], ids=["500-DH-908", "502-not-json"])
 def test_5xx_on_place_is_looked_up_then_attempted_again_once(
         live_sim: Emulator, tmp_path: Path, status: int) -> None:

@@ -266,6 +266,13 @@ class FollowMachine(RuleBasedStateMachine):
                                                o["filledQty"], o["price"])
                    for o in self._book("leader", snapshot))
 
+    def _disputed(self) -> bool:
+        """A REST read that disagreed with what the stream said waits for a second read to
+        settle it (a late frame of the same second): the engine is not done until then."""
+        replicator = self.run.engine.replicator
+        return replicator is not None and any(
+            merged.rest_disagrees is not None for merged in list(replicator.leaders.values()))
+
     def _settle(self) -> dict:
         """The emulator's snapshot, once everything has settled (bounded)."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
@@ -281,7 +288,7 @@ class FollowMachine(RuleBasedStateMachine):
                 last, since = books, now
             sending = Intent.select().where(Intent.status == "SENDING").count()
             backlog = sum(w.backlog for w in self.run.engine.workers.values())
-            caught_up = self._engine_caught_up(snapshot)
+            caught_up = self._engine_caught_up(snapshot) and not self._disputed()
             if (not sending and not backlog and caught_up and self.run.thread.is_alive()
                     and now - since >= QUIET_SECONDS):
                 return snapshot

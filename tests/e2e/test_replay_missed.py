@@ -169,6 +169,9 @@ def one_error_line(stderr: str) -> str:
 def test_the_process_mirrors_what_follow_missed_and_a_second_run_places_nothing(
         sim: Emulator, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     since = ago(minutes=1)
+    # No Data API plan (most accounts): a late market order is chased by an IOC limit
+    # order bounded by max_price_drift_percent, never by a quote.
+    sim.set_dialect(LEADER_ID, flags={"data_plan": False})
     open_order = buy(sim, "1333", 10, 1600)  # stays open
     filled = buy(sim, "2885", 5)  # filled at 1400; the price has not moved since
     drifted = buy(sim, "1594", 4)  # filled at 1500, then the price moves 2 %
@@ -185,23 +188,28 @@ def test_the_process_mirrors_what_follow_missed_and_a_second_run_places_nothing(
     assert rows[(open_order, "f1")][1].startswith("10 LIMIT @ 1600 -> accepted 0/10")
     assert rows[(open_order, "f2")][1].startswith("2 LIMIT @ 1600 -> accepted 0/2")
     assert rows[(filled, "f1")][0] == "placed"
-    assert rows[(filled, "f1")][1].startswith("5 MARKET -> filled 5/5")
-    assert rows[(filled, "f2")][1].startswith("2 MARKET -> filled 2/2")
+    assert rows[(filled, "f1")][1].startswith("5 LIMIT @ 1414 -> filled 5/5")
+    assert rows[(filled, "f2")][1].startswith("2 LIMIT @ 1414 -> filled 2/2")
     for name in ("f1", "f2"):
         result, detail = rows[(drifted, name)]
-        assert result == "skipped"
-        assert "price moved 2.00% since the leader filled at 1500" in detail
+        assert result == "not mirrored"  # 1500 + 1 % = 1515, and the price is 1530
+        assert "IOC" in detail and "LIMIT @ 1515 -> canceled 0/" in detail
+        assert "price moved more than 1.0 % since the leader's fill" in detail
         assert rows[(cancelled, name)] == (
             "skipped", "leader order cancelled before it could be mirrored")
     assert len(rows) == 8
-    assert first.stdout.splitlines()[-1] == "4 placed, 4 skipped"
-    assert book(sim, F1) == [("PENDING", 10, 1600.0, "1333"), ("TRADED", 5, 0.0, "2885")]
-    assert book(sim, F2) == [("PENDING", 2, 1600.0, "1333"), ("TRADED", 2, 0.0, "2885")]
+    assert first.stdout.splitlines()[-1] == "4 placed, 2 skipped, 2 not mirrored"
+    assert book(sim, F1) == [("CANCELLED", 4, 1515.0, "1594"), ("PENDING", 10, 1600.0, "1333"),
+                             ("TRADED", 5, 1414.0, "2885")]
+    assert book(sim, F2) == [("CANCELLED", 2, 1515.0, "1594"), ("PENDING", 2, 1600.0, "1333"),
+                             ("TRADED", 2, 1414.0, "2885")]
     assert mirrors(home, open_order) == {"f1": ("ACCEPTED", 10, ""), "f2": ("ACCEPTED", 2, "")}
-    assert mirrors(home, filled) == {"f1": ("FILLED", 5, ""), "f2": ("FILLED", 2, "")}
+    assert {name: row[:2] for name, row in mirrors(home, filled).items()} == {
+        "f1": ("FILLED", 5), "f2": ("FILLED", 2)}
+    assert all("IOC limit at 1414" in row[2] for row in mirrors(home, filled).values())
     assert mirrors(home, cancelled)["f1"][0] == "SKIPPED"
     intents = query(home, "SELECT action, status FROM intent")
-    assert intents == [("PLACE", "DONE")] * 4
+    assert intents == [("PLACE", "DONE")] * 6
 
     code, out, err = replay_here(capsys, "--since", since)  # again: nothing to do
 
@@ -213,9 +221,8 @@ def test_the_process_mirrors_what_follow_missed_and_a_second_run_places_nothing(
     assert again[(cancelled, "f2")][1] == (
         "skipped: leader order cancelled before it could be mirrored")
     assert out.splitlines()[-1] == "8 already mirrored"
-    assert book(sim, F1) == [("PENDING", 10, 1600.0, "1333"), ("TRADED", 5, 0.0, "2885")]
-    assert len(book(sim, F2)) == 2
-    assert query(home, "SELECT COUNT(*) FROM intent") == [(4,)]
+    assert len(book(sim, F1)) == len(book(sim, F2)) == 3  # nothing placed again
+    assert query(home, "SELECT COUNT(*) FROM intent") == [(6,)]
 
 
 def test_until_excludes_later_orders_and_follower_limits_the_run(

@@ -52,10 +52,13 @@ def sim_process() -> Iterator[SimProcess]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_sim_serves_the_sdk_and_stream_then_exits_0_on_signal(sim_process: SimProcess,
                                                               signum: int) -> None:
-    rest_line, ws_line = sim_process.line(), sim_process.line()
+    rest_line, ws_line, scrip_line = sim_process.line(), sim_process.line(), sim_process.line()
     rest = re.fullmatch(r"REST (http://127\.0\.0\.1:\d+/v2)\n", rest_line)
     ws = re.fullmatch(r"WS (ws://127\.0\.0\.1:\d+)\n", ws_line)
-    assert rest and ws, (rest_line, ws_line)
+    scrip = re.fullmatch(r"SCRIP (http://127\.0\.0\.1:\d+/api-data/api-scrip-master\.csv)\n",
+                         scrip_line)
+    assert rest and ws and scrip, (rest_line, ws_line, scrip_line)
+    assert requests.get(scrip.group(1), timeout=5).text.startswith("SEM_")
 
     context = DhanContext("1000000001", TOKEN)
     context.get_dhan_http().base_url = rest.group(1)
@@ -87,3 +90,29 @@ def test_port_in_use_is_one_line_exit_2(sim_process: SimProcess) -> None:
     assert clash.stdout == ""
     assert len(clash.stderr.strip().splitlines()) == 1
     assert "error:" in clash.stderr
+
+
+def test_dialect_option_chooses_the_run_dialect() -> None:
+    running = SimProcess("--dialect", "realistic")
+    try:
+        rest = re.fullmatch(r"REST (http://127\.0\.0\.1:\d+/v2)\n", running.line())
+        assert rest, "no REST line"
+        context = DhanContext("1000000001", TOKEN)
+        context.get_dhan_http().base_url = rest.group(1)
+        context.get_dhan_http().timeout = 10
+        reply = dhanhq(context).ticker_data({"NSE_EQ": [1333]})
+        assert reply["remarks"]["error_code"] == "DH-902"  # realistic: no Data API plan
+        code, _ = running.stop(signal.SIGTERM)
+        assert code == 0
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait(timeout=10)
+
+
+def test_unknown_dialect_is_a_usage_error() -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "copytrade", "sim", "--port", "0", "--ws-port", "0",
+         "--dialect", "messy"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2
+    assert "unknown dialect" in refused.stderr and "realistic" in refused.stderr

@@ -141,12 +141,15 @@ def timed(action: Callable[[], Any]) -> tuple[Any, float]:
 def test_snapshot_route_shows_the_whole_state(sim: Emulator, api: dhanhq) -> None:
     order_id = place_market(api, 10)
     state = snapshot(sim)
-    assert set(state) == {"session_open", "prices", "fill_size", "accounts", "faults", "stream"}
+    assert set(state) == {"session_open", "prices", "fill_size", "accounts", "faults", "stream",
+                          "dialect"}
+    assert state["dialect"]["name"] == sim.dialect.name
     assert state["session_open"] is True
     assert state["prices"]["1333"] == 1650.0 and len(state["prices"]) == 13
     assert state["fill_size"] == {}
     account = state["accounts"][LEADER_ID]
-    assert set(account) == {"orders", "trades", "positions", "funds", "tokens_expired"}
+    assert set(account) == {"orders", "trades", "positions", "funds", "tokens_expired",
+                            "dialect", "ip_whitelisted"}
     assert [(o["orderId"], o["orderStatus"]) for o in account["orders"]] == [(order_id, "TRADED")]
     assert [t["tradedQuantity"] for t in account["trades"]] == [10]
     assert [p["netQty"] for p in account["positions"]] == [10]

@@ -295,7 +295,8 @@ def test_end_of_session_expires_open_orders(sim: Emulator, api: dhanhq) -> None:
 def test_profile(api: dhanhq) -> None:
     profile = api.dhan_http.get("/profile")["data"]
     assert profile["dhanClientId"] == LEADER_ID
-    assert profile["tokenValidity"].startswith("25/11/2026")
+    # valid 24 hours from its first use, on the emulator's clock (IST DD/MM/YYYY HH:MM)
+    assert profile["tokenValidity"] == "26/11/2026 10:00"
 
 
 def test_scrip_master_csv_has_dhan_compact_columns(sim: Emulator) -> None:

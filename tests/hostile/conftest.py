@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
+from simtools import suite_dialect  # found through the path set above
+
 from copytrade.sim.clock import ManualClock
 from copytrade.sim.server import Emulator
 
@@ -22,14 +24,14 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def sim(clock: ManualClock) -> Iterator[Emulator]:
+def sim(clock: ManualClock, request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """The emulator on a manual clock (rate windows move only when a test says so)."""
-    with Emulator(clock=clock, seed=7) as emulator:
+    with Emulator(clock=clock, seed=7, dialect=suite_dialect(request.module.__name__)) as emulator:
         yield emulator
 
 
 @pytest.fixture
-def live_sim() -> Iterator[Emulator]:
+def live_sim(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """The emulator on the wall clock, bound to 127.0.0.1."""
-    with Emulator(seed=7) as emulator:
+    with Emulator(seed=7, dialect=suite_dialect(request.module.__name__)) as emulator:
         yield emulator

@@ -292,7 +292,8 @@ def test_the_documentation_gives_each_range_next_to_its_key(key: str) -> None:
 # --- hypothesis: any float loads within range or is a ConfigError, nothing else -----------
 
 INTEGER_KEYS = ("max_quantity", "freeze_limits")
-SETTINGS_KEYS = ("reconcile_interval_seconds", "http_timeout_seconds", "order_rate_scale")
+SETTINGS_KEYS = ("reconcile_interval_seconds", "http_timeout_seconds", "order_rate_scale",
+                 "renew_before_minutes")
 
 
 def toml_number(key: str, value: float) -> str:

@@ -24,7 +24,14 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from copytrade.core.decide import Action, ActionKind, effective_price, effective_trigger
+from copytrade.core.decide import (
+    Action,
+    ActionKind,
+    effective_price,
+    effective_trigger,
+    ioc_limit_price,
+    is_chase,
+)
 from copytrade.core.events import OrderReport, ReportSource
 from copytrade.core.leader import Merged, merge
 from copytrade.core.orders import OPEN_STATES, TERMINAL_STATES, MirrorState, Trigger, transition
@@ -47,6 +54,7 @@ PRICES = (99.5, 100.0, 100.05, 101.0, 102.35)
 ENDED_WITHOUT_FILL = frozenset({"CANCELLED", "EXPIRED", "REJECTED"})
 SETTINGS = settings(max_examples=300, deadline=None)
 QUOTE = 100.0  # the last price, and every fill's: a market order caught up late is chased
+TICK = 0.05  # the instrument list's: prices the IOC that chases a late market order
 
 
 # ---- the leader order's true life ------------------------------------------------------------
@@ -350,7 +358,7 @@ class Engine:
         return PlanInputs(leader, mirror_view(mirror) if mirror else None,  # type: ignore[arg-type]
                           self.rule, mirror_on_transit=self.mirror_on_transit, lot_size=LOT,
                           freeze_limit=self.freeze_limit, positions=NetPositions(0, 0),
-                          now=T0, quote=QUOTE)
+                          now=T0, quote=QUOTE, tick_size=TICK)
 
     def apply(self, action: Action) -> None:
         mirror = self.mirror
@@ -387,6 +395,8 @@ class Engine:
         own = action.quantity - carried
         mirror = Mirror(attempt, MirrorState.PLANNED, own, carried, 0, action.price,
                         action.trigger_price, action.order_type, 0, action.slice)
+        if is_chase(action.code):  # replicator._place: an IOC chase keeps its code
+            mirror.reason, mirror.reason_code = action.reason, action.code
         self.mirrors.append(mirror)
         mirror.step(Trigger.SUBMIT)
         mirror.order_id = self.broker.place(action, own)
@@ -471,10 +481,17 @@ def check_converged(scenario: Scenario, engine: Engine) -> None:
     assert mirror is not None and mirror.order_id == order.order_id
     assert isinstance(sized, SizedOrder), f"sizing skips ({sized}), yet an order is open"
     assert (mirror.carried_quantity + order.quantity, order.order_type, order.price,
-            order.trigger_price) == (
-        sized.quantity, final.order_type, effective_price(final.order_type, final.price),
-        effective_trigger(final.order_type, final.trigger_price))
+            order.trigger_price) == (sized.quantity, *expected_terms(final, mirror))
     assert order.sliced == sized.slice
+
+
+def expected_terms(final: LeaderState, mirror: Mirror) -> tuple[str, float, float]:
+    """The follower order's type, price and trigger: the leader's, except for a market order
+    first seen filled, chased with an IOC limit at the fill plus the drift bound."""
+    if is_chase(mirror.reason_code):
+        return "LIMIT", ioc_limit_price("BUY", QUOTE, 1.0, TICK), 0.0  # frames buy
+    return (final.order_type, effective_price(final.order_type, final.price),
+            effective_trigger(final.order_type, final.trigger_price))
 
 
 # ---- the properties -----------------------------------------------------------------------

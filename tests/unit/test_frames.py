@@ -102,7 +102,8 @@ def test_official_sample() -> None:
         order_id="1124091136546", status="CANCELLED", exchange_segment="NSE_EQ",
         security_id="14366", transaction_type="BUY", product_type="CNC", order_type="LIMIT",
         validity="DAY", quantity=1, traded_quantity=0, price=13.0, trigger_price=0.0,
-        disclosed_quantity=1, average_price=0.0, after_market_order=False,
+        # DiscQuantity 1 of Quantity 1 discloses the whole order, i.e. nothing: REST's 0
+        disclosed_quantity=0, average_price=0.0, after_market_order=False,
         correlation_id="ct-abc", reason="CONFIRMED", symbol="IDEA", lot_size=1, leg=1,
         placed_in_app=True, updated_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
         created_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
@@ -148,6 +149,35 @@ def test_pascal_case_wins_over_a_camel_case_duplicate() -> None:
     assert (report.order_id, report.status, report.quantity) == ("52240101000001", "PENDING", 10)
 
 
+def camel(data: dict[str, Any]) -> dict[str, Any]:
+    return {key[0].lower() + key[1:]: value for key, value in data.items()}
+
+
+# One public client reports frames with camelCase keys (top level too) and title-case
+# status words; the stream's word for a partial fill is not documented.
+@pytest.mark.parametrize(("word", "status", "traded"), [
+    ("Transit", "TRANSIT", 0), ("Pending", "PENDING", 0), ("Part_Traded", "PART_TRADED", 4),
+    ("PartTraded", "PART_TRADED", 4), ("Traded", "TRADED", 10), ("Cancelled", "CANCELLED", 0),
+    ("Rejected", "REJECTED", 0), ("Expired", "EXPIRED", 0),
+])
+def test_camel_case_frames_with_title_case_status(word: str, status: str, traded: int) -> None:
+    data = alert(Status=word, TradedQty=traded)
+    pascal = parse_frame(json.dumps({"Type": "order_alert", "Data": data}))
+    raw = json.dumps({"type": "order_alert", "data": camel(data)})
+    assert '"orderNo": "52240101000001"' in raw and f'"status": "{word}"' in raw
+    report = parse_frame(raw)
+    assert report == pascal
+    assert report is not None and (report.status, report.traded_quantity) == (status, traded)
+
+
+def test_camel_case_and_pascal_case_keys_mixed_in_one_frame() -> None:
+    data = alert(Status="Traded", TradedQty=10)
+    half = dict(list(data.items())[::2]) | camel(dict(list(data.items())[1::2]))
+    assert set(half) != set(data)  # really mixed
+    raw = json.dumps({"Type": "order_alert", "data": half})
+    assert parse_frame(raw) == parse(Status="Traded", TradedQty=10)
+
+
 def test_a_null_pascal_case_value_falls_back_to_the_other_spelling() -> None:
     data = alert(OrderNo=None)
     data.update(OrderNo=None, orderNo="77")
@@ -159,6 +189,7 @@ def test_a_null_pascal_case_value_falls_back_to_the_other_spelling() -> None:
     ("Cancelled", "CANCELLED"), ("Part_Traded", "PART_TRADED"), ("PART TRADED", "PART_TRADED"),
     ("part-traded", "PART_TRADED"), (" Traded ", "TRADED"), ("Transit", "TRANSIT"),
     ("Rejected", "REJECTED"), ("Expired", "EXPIRED"), ("Triggered", "TRIGGERED"),
+    ("PartTraded", "PART_TRADED"), ("Canceled", "CANCELLED"),  # spellings clients report
     ("SomethingNew", "SOMETHINGNEW"),  # unknown words pass through: the engine flags them
 ])
 def test_status_is_upper_cased(word: str, status: str) -> None:
@@ -346,6 +377,64 @@ def test_rest_row() -> None:
         correlation_id="ct-1", reason="", symbol="HDFCBANK", lot_size=None, leg=3,
         placed_in_app=False, updated_at=IST.localize(datetime(2026, 11, 25, 10, 0, 5)),
         source=ReportSource.REST)
+
+
+# Shaped like order-book rows captured from the live API (dhan-api.md, "Where real Dhan
+# is messier"): `legName` "NA", the fill count as `filled_qty` (no `filledQty`), an
+# unanswered exchange time and order id, the remark in `omsErrorDescription`, equity
+# rows with an F&O expiry of year 1.
+LIVE_ROW = {
+    "dhanClientId": "1000000001", "orderId": "52240101000001", "correlationId": "ct-1",
+    "orderStatus": "PENDING", "transactionType": "BUY", "exchangeSegment": "NSE_EQ",
+    "productType": "CNC", "orderType": "LIMIT", "validity": "DAY",
+    "tradingSymbol": "HDFCBANK", "securityId": "1333", "quantity": 10,
+    "disclosedQuantity": 0, "price": 1640.0, "triggerPrice": 0.0, "afterMarketOrder": False,
+    "boProfitValue": 0.0, "boStopLossValue": 0.0, "legName": "NA",
+    "createTime": "2026-11-25 10:00:00", "updateTime": "2026-11-25 10:00:00",
+    "exchangeTime": "0000-00-00 00:00:00", "exchangeOrderId": "0", "drvExpiryDate": "0001-01-01",
+    "drvOptionType": "NA", "drvStrikePrice": 0.0, "omsErrorCode": "0",
+    "omsErrorDescription": "CONFIRMED", "algoId": "", "remainingQuantity": 10,
+    "averageTradedPrice": 0, "filled_qty": 0,
+}
+# The same order on the stream, as Dhan's own sample shows a plain order: DiscQuantity
+# equal to Quantity, Remarks "NR", ReasonDescription "CONFIRMED", a year-1 expiry.
+LIVE_FRAME = {
+    "Type": "order_alert",
+    "Data": {**alert(Status="Pending", DiscQuantity=10, ReasonDescription="CONFIRMED",
+                     OrderDateTime="2026-11-25 10:00:00"),
+             "Remarks": "NR", "ExpiryDate": "0001-01-01 00:00:00",
+             "ExchOrderTime": "0000-00-00 00:00:00", "ExchOrderNo": "0", "OptType": "XX"},
+}
+
+
+def test_a_live_order_book_row() -> None:
+    report = report_from_rest(LIVE_ROW)
+    assert (report.leg, report.traded_quantity, report.reason) == (1, 0, "CONFIRMED")
+    assert report.updated_at == IST.localize(datetime(2026, 11, 25, 10, 0, 0))
+    filled = report_from_rest({**LIVE_ROW, "orderStatus": "PART_TRADED", "filled_qty": 4,
+                               "averageTradedPrice": 1639.5, "legName": "NA"})
+    assert (filled.status, filled.traded_quantity, filled.average_price) == (
+        "PART_TRADED", 4, 1639.5)
+
+
+def test_a_live_row_and_its_frame_report_the_same_order() -> None:
+    rest = report_from_rest(LIVE_ROW)
+    stream = parse_frame(json.dumps(LIVE_FRAME))
+    assert stream is not None
+    same = ("order_id", "status", "exchange_segment", "security_id", "transaction_type",
+            "product_type", "order_type", "validity", "quantity", "traded_quantity", "price",
+            "trigger_price", "disclosed_quantity", "after_market_order", "correlation_id",
+            "leg", "updated_at", "created_at")
+    assert {k: getattr(stream, k) for k in same} == {k: getattr(rest, k) for k in same}
+
+
+@pytest.mark.parametrize(("disclosed", "quantity", "read"), [
+    (10, 10, 0), ("10", 10, 0), (0, 10, 0), (4, 10, 4), (9, 10, 9)])
+def test_a_disclosed_quantity_of_the_whole_order_is_none(disclosed: object, quantity: int,
+                                                         read: int) -> None:
+    assert parse(DiscQuantity=disclosed, Quantity=quantity).disclosed_quantity == read
+    row = rest_row(disclosedQuantity=disclosed, quantity=quantity)
+    assert report_from_rest(row).disclosed_quantity == read
 
 
 def test_rest_row_tolerance() -> None:

@@ -383,3 +383,43 @@ def test_a_rest_read_that_caught_up_ends_the_dispute() -> None:
     caught_up = merge(once, report(quantity=130, price=239.9, source=ReportSource.REST))
     assert caught_up.rest_disagrees is None
     assert (merge(caught_up, lagging).report.quantity) == 130  # one lagging read again: no
+
+
+# ---- what the two dialects report differently is not news (issue 9) -------------------------
+
+
+def _stream_and_rest(second: int = 1, **common: object) -> tuple[OrderReport, OrderReport]:
+    """One plain order as each dialect reports it: Dhan's stream sample has DiscQuantity
+    equal to Quantity and its own remarks; REST says disclosedQuantity 0, its remark in
+    omsErrorDescription, and no lot size."""
+    stream = report(second=second, disclosed_quantity=65, reason="NR", **common)
+    rest = report(second=second, disclosed_quantity=0, reason="CONFIRMED", lot_size=None,
+                  source=ReportSource.REST, **common)
+    return stream, rest
+
+
+@pytest.mark.parametrize("status", ["PENDING", "TRADED"])
+def test_rest_reads_of_what_the_stream_said_change_nothing(status: str) -> None:
+    stream, rest = _stream_and_rest(status=status, traded=65 if status == "TRADED" else 0)
+    known = merge(None, stream)
+    for _ in range(3):  # every periodic read alike: never a dispute, never news
+        again = merge(known, rest)
+        assert not again.changed and again.rest_disagrees is None
+        assert again.report == known.report
+        known = again
+
+
+def test_the_stream_after_a_rest_read_of_the_same_state_changes_nothing() -> None:
+    stream, rest = _stream_and_rest()
+    known = merge(None, rest)  # the startup read came first
+    again = merge(known, stream)  # only the lot size is new: REST rows do not carry it
+    assert again.report == replace(known.report, lot_size=LOT)
+    assert not merge(again, stream).changed and not merge(again, rest).changed
+
+
+def test_a_real_modification_is_still_news_across_dialects() -> None:
+    stream, _ = _stream_and_rest()
+    modified = report(second=1, quantity=130, price=99.5, disclosed_quantity=0,
+                      source=ReportSource.REST, lot_size=None)
+    once = merge(merge(None, stream), modified)
+    assert once.changed and (once.report.quantity, once.report.price) == (130, 99.5)

@@ -11,6 +11,7 @@ from copytrade.core.decide import Action, ActionKind, MirrorView
 from copytrade.core.events import OrderReport
 from copytrade.core.orders import MirrorState
 from copytrade.core.plan import PlanInputs, plan
+from copytrade.core.reasons import ReasonCode
 from copytrade.core.sizing import Capital, Caps, NetPositions, SizingMode, SizingRule
 
 LOT = 65
@@ -75,14 +76,69 @@ def test_staleness_is_for_first_decisions_only() -> None:
         Action(K.MODIFY, quantity=130, price=100.0, order_type="LIMIT")]
 
 
-@pytest.mark.parametrize(("quote", "placed"), [(100.5, True), (103.0, False), (None, False)])
-def test_a_market_order_first_seen_filled_is_judged_by_the_quote_given(
+@pytest.mark.parametrize(("quote", "placed"), [(100.5, True), (103.0, False), (None, True)])
+def test_a_quote_is_optional_and_only_ever_stops_a_chase(
         quote: float | None, placed: bool) -> None:
     report = leader("TRADED", order_type="MARKET", price=0.0, average=100.0)
-    [action] = plan(inputs(report, quote=quote, max_price_drift_percent=1.0))
+    [action] = plan(inputs(report, quote=quote, tick_size=0.05, max_price_drift_percent=1.0))
     assert (action.kind is K.PLACE) is placed
     if not placed:
-        assert "not chased" in action.reason or "no price" in action.reason
+        assert "price moved 3.00%" in action.reason and "not chased" in action.reason
+
+
+@pytest.mark.parametrize(("order_type", "side", "limit"), [
+    ("MARKET", "BUY", 101.0), ("MARKET", "SELL", 99.0),
+    ("STOP_LOSS_MARKET", "BUY", 101.0), ("STOP_LOSS_MARKET", "SELL", 99.0)])
+def test_a_market_order_first_seen_filled_is_chased_with_an_ioc_limit(
+        order_type: str, side: str, limit: float) -> None:
+    report = replace(leader("TRADED", order_type=order_type, price=0.0, side=side,
+                            average=100.0), trigger_price=99.5)
+    [action] = plan(inputs(report, tick_size=0.1, max_price_drift_percent=1.0))
+    assert (action.kind, action.quantity, action.order_type, action.validity, action.price,
+            action.trigger_price, action.code) == (
+        K.PLACE, 130, "LIMIT", "IOC", pytest.approx(limit), 0.0, ReasonCode.LATE_MARKET_IOC)
+    assert "filled at 100" in action.reason and "max_price_drift_percent 1" in action.reason
+
+
+def test_a_late_market_order_still_obeys_the_age_rule() -> None:
+    report = leader("TRADED", order_type="MARKET", price=0.0, average=100.0, age=301)
+    [action] = plan(inputs(report, tick_size=0.05, max_order_age_seconds=300))
+    assert action.kind is K.SKIP and "beyond max_order_age_seconds 300" in action.reason
+
+
+@pytest.mark.parametrize(("average", "tick", "why"), [
+    (0.0, 0.05, "fill price is unknown"), (100.0, None, "tick size is unknown")])
+def test_a_late_market_order_that_cannot_be_priced_is_skipped(
+        average: float, tick: float | None, why: str) -> None:
+    report = leader("TRADED", order_type="MARKET", price=0.0, average=average)
+    [action] = plan(inputs(report, tick_size=tick))
+    assert action.kind is K.SKIP and why in action.reason
+
+
+def test_a_live_or_limit_order_is_not_chased() -> None:
+    market = plan(inputs(leader("PENDING", order_type="MARKET", price=0.0), tick_size=0.05))
+    limit = plan(inputs(leader("TRADED", average=100.0), tick_size=0.05))
+    assert [(a.order_type, a.validity) for a in market + limit] == [("MARKET", ""),
+                                                                   ("LIMIT", "")]
+
+
+def test_the_chase_value_is_judged_at_its_limit() -> None:
+    report = leader("TRADED", order_type="MARKET", price=0.0, average=100.0)
+    [action] = plan(inputs(report, tick_size=0.05, caps=Caps(max_order_value=130 * 100.5)))
+    # 130 x 101 is above the cap (130 x the fill would not be): capped to one lot.
+    assert (action.kind, action.quantity) == (K.PLACE, 65)
+
+
+def test_a_pending_amo_is_placed_whatever_its_age() -> None:
+    report = replace(leader(age=14 * 3600), after_market_order=True)
+    [action] = plan(inputs(report, max_order_age_seconds=300))
+    assert action.kind is K.PLACE
+
+
+def test_a_chase_mirror_is_never_modified() -> None:
+    mirror = MirrorView(MirrorState.ACCEPTED, 130, 0, 101.0, 0.0, "LIMIT", 0, chase=True)
+    report = leader("TRADED", order_type="MARKET", price=0.0, average=100.0)
+    assert plan(inputs(report, mirror)) == []
 
 
 def test_an_exit_is_sized_from_the_follower_position_given() -> None:

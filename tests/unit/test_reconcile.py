@@ -5,7 +5,9 @@ changes an order, and nothing depends on the order of the inputs."""
 
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -31,6 +33,7 @@ from copytrade.core.reconcile import (
     plan_fixes,
     settled_rows,
 )
+from copytrade.dhan.frames import parse_frame, report_from_rest
 
 DAY = date(2025, 1, 6)
 T0 = datetime(2025, 1, 6, 9, 15, 0)
@@ -776,3 +779,64 @@ def test_alert_never_changes_an_order_for_real_findings(world) -> None:
 def test_open_statuses_cover_what_a_live_order_reports() -> None:
     # WRONG_* looks at orders in these statuses only; a sanity check on the vocabulary.
     assert {"TRANSIT", "PENDING", "PART_TRADED", "TRIGGERED"} == set(OPEN_STATUSES)
+
+
+# ---- diff_leader: only what both dialects report alike (issue 9) ---------------------------
+
+# A plain order on Dhan's stream (its sample: DiscQuantity equal to Quantity, Remarks "NR",
+# ReasonDescription "CONFIRMED", a year-1 expiry) and in a captured live order-book row
+# (disclosedQuantity 0, legName "NA", filled_qty, exchangeTime "0000-00-00 00:00:00").
+LIVE_FRAME = {"Type": "order_alert", "Data": {
+    "Exchange": "NSE", "Segment": "D", "Source": "P", "SecurityId": "52175",
+    "OrderNo": "L1", "ExchOrderNo": "0", "Product": "M", "TxnType": "B", "OrderType": "LMT",
+    "Validity": "DAY", "Quantity": 50, "DiscQuantity": 50, "DiscQtyRem": 50,
+    "RemainingQuantity": 50, "TradedQty": 0, "Price": 100.0, "TriggerPrice": 0,
+    "AvgTradedPrice": 0, "OffMktFlag": "0", "LegNo": 1, "Status": "Pending",
+    "OrderDateTime": "2025-01-06 09:30:00", "ExchOrderTime": "0000-00-00 00:00:00",
+    "LastUpdatedTime": "2025-01-06 09:30:00", "Remarks": "NR", "ReasonDescription": "CONFIRMED",
+    "ExpiryDate": "0001-01-01 00:00:00", "LotSize": 50, "CorrelationId": "", "Symbol": "X"}}
+LIVE_ROW = {
+    "dhanClientId": "1000000001", "orderId": "L1", "correlationId": "", "orderStatus": "PENDING",
+    "transactionType": "BUY", "exchangeSegment": "NSE_FNO", "productType": "MARGIN",
+    "orderType": "LIMIT", "validity": "DAY", "tradingSymbol": "X", "securityId": "52175",
+    "quantity": 50, "disclosedQuantity": 0, "price": 100.0, "triggerPrice": 0.0,
+    "afterMarketOrder": False, "legName": "NA", "createTime": "2025-01-06 09:30:00",
+    "updateTime": "2025-01-06 09:30:00", "exchangeTime": "0000-00-00 00:00:00",
+    "exchangeOrderId": "0", "omsErrorCode": "0", "omsErrorDescription": "CONFIRMED",
+    "drvExpiryDate": "0001-01-01", "drvOptionType": "NA", "averageTradedPrice": 0,
+    "filled_qty": 0}
+
+
+def _wire(frame: dict | None = None, row: dict | None = None) -> tuple[OrderReport, OrderReport]:
+    stream = parse_frame(json.dumps(frame or LIVE_FRAME))
+    assert stream is not None
+    return stream, report_from_rest(row or LIVE_ROW)
+
+
+def test_diff_leader_finds_no_news_in_the_dialects_differences() -> None:
+    stream, rest = _wire()
+    assert diff_leader({"L1": stream}, [rest]) == []
+    # however the stream's disclosed quantity got through, it is not compared
+    assert diff_leader({"L1": replace(stream, disclosed_quantity=50)}, [rest]) == []
+    assert diff_leader({"L1": replace(stream, reason="NR")}, [rest]) == []
+
+
+def test_diff_leader_without_an_update_time_compares_what_is_alike() -> None:
+    stream, rest = _wire(row={**LIVE_ROW, "updateTime": "0000-00-00 00:00:00"})
+    assert rest.updated_at is None
+    assert diff_leader({"L1": stream}, [rest]) == []
+
+
+def test_diff_leader_still_finds_real_news_in_a_live_row() -> None:
+    stream, _ = _wire()
+    _, filled = _wire(row={**LIVE_ROW, "orderStatus": "PART_TRADED", "filled_qty": 20,
+                           "updateTime": "2025-01-06 09:30:05"})
+    _, modified = _wire(row={**LIVE_ROW, "price": 99.5})
+    assert diff_leader({"L1": stream}, [filled]) == [filled]
+    assert diff_leader({"L1": stream}, [modified]) == [modified]
+
+
+def test_a_follower_row_in_the_live_dialect_matches_its_mirror() -> None:
+    m = mirror(legs={"F1": ("PENDING", 0, 50)})
+    row = {**LIVE_ROW, "orderId": "F1", "correlationId": m.correlation_id}
+    assert diff([m], [report_from_rest(row)]) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -34,6 +34,8 @@ class Reads:
     freeze_limit: int = 0
     now: int = 0
     quotes: list[bool] = field(default_factory=list)  # in a transaction, per quote
+    ticks: int = 0
+    price: float | None = 100.5  # what a quote answers (None: no Data API plan)
 
 
 @dataclass
@@ -70,9 +72,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         reads.now += 1
         return NOW
 
-    def last_price(segment: str, security: str) -> float:
+    def last_price(segment: str, security: str) -> float | None:
         reads.quotes.append(db.in_transaction())
-        return 100.5
+        return reads.price
+
+    def tick_size(segment: str, security: str) -> float:
+        reads.ticks += 1
+        return 0.05
 
     plans = [FollowerPlan(name, SizingRule(SizingMode.MULTIPLIER, 1.0), NO_CAPS,
                           PositionBook(), submit=lambda intent_id, name=name, **kw:
@@ -82,19 +88,22 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     replicator = Replicator(store, plans, MirrorUpdater(store, lambda name: positions),
                             lot_size=lot_size, freeze_limit=freeze_limit,
                             trading_date=lambda: DAY, leader_positions=PositionBook(),
-                            wall=lambda: 1e9, now=now, last_price=last_price)
+                            wall=lambda: 1e9, now=now, last_price=last_price,
+                            tick_size=tick_size)
     yield Rig(store, replicator, reads, submitted)
     db.close()
 
 
 def report(status: str = "PENDING", *, order_type: str = "LIMIT", price: float = 100.0,
-           lot_size: int | None = LISTED_LOT, version: int = 1) -> OrderReport:
+           lot_size: int | None = LISTED_LOT, version: int = 1, order_id: str = "L1",
+           amo: bool = False, amo_time: str = "") -> OrderReport:
     traded = 130 if status == "TRADED" else 0
     return OrderReport(
-        order_id="L1", status=status, exchange_segment="NSE_FNO", security_id="52175",
+        order_id=order_id, status=status, exchange_segment="NSE_FNO", security_id="52175",
         transaction_type="BUY", product_type="MARGIN", order_type=order_type,
         validity="DAY", quantity=130, traded_quantity=traded, price=price,
         average_price=100.0 if traded else 0.0, lot_size=lot_size, created_at=NOW,
+        after_market_order=amo, amo_time=amo_time,
         updated_at=datetime(2025, 1, 6, 4, 0, version), source=ReportSource.STREAM)
 
 
@@ -124,10 +133,96 @@ def test_a_market_order_first_seen_filled_gets_one_quote_before_the_transaction(
         rig: Rig) -> None:
     rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
     assert rig.reads.quotes == [False]  # once for both followers, outside the write
-    assert [order["quantity"] for order in rig.places()] == [130, 130]  # drift 0.5 %
+    assert rig.reads.ticks == 2  # the tick size is read only for the IOC's price
+    assert [(o["quantity"], o["order_type"], o["validity"], o["price"])
+            for o in rig.places()] == [(130, "LIMIT", "IOC", 101.0)] * 2  # fill 100 + 1 %
+
+
+def test_no_quote_is_needed_and_none_is_asked_again_soon(rig: Rig) -> None:
+    rig.reads.price = None  # no Data API plan
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0,
+                                           order_id="L2"))
+    assert rig.reads.quotes == [False]  # asked once, then left alone for a while
+    assert [o["price"] for o in rig.places()] == [101.0] * 4
+
+
+def test_a_quote_at_hand_beyond_the_bound_sends_nothing(rig: Rig) -> None:
+    rig.reads.price = 102.0
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    assert rig.places() == []
+    assert all("price moved 2.00%" in text for text in rig.audits("skipped"))
+
+
+def test_a_chase_carries_its_code_and_is_never_modified(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    rows = rig.store.db.execute_sql("SELECT reason_code, reason FROM mirrororder").fetchall()
+    assert [code for code, _ in rows] == ["late_market_ioc"] * 2
+    assert "IOC limit at 101" in rows[0][1]
+    # A REST read of the same order (newer version): nothing more to do for a chase.
+    rig.replicator.on_leader_report(replace(report("TRADED", order_type="MARKET", price=0.0,
+                                                   version=5), source=ReportSource.REST))
+    assert len(rig.store.db.execute_sql("SELECT id FROM intent").fetchall()) == 2
+
+
+@pytest.mark.parametrize(("amo_time", "sent"), [("OPEN_30", "OPEN_30"), ("", "OPEN")])
+def test_an_amo_is_mirrored_with_its_time(rig: Rig, amo_time: str, sent: str) -> None:
+    rig.replicator.on_leader_report(report(amo=True, amo_time=amo_time))
+    assert [(o["after_market_order"], o["amo_time"]) for o in rig.places()] == [
+        (True, sent)] * 2
+
+
+def test_a_regular_order_sends_no_amo_time(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report())
+    assert [o["after_market_order"] for o in rig.places()] == [False] * 2
+    assert all("amo_time" not in o for o in rig.places())
 
 
 def test_a_later_report_of_a_mirrored_order_reads_no_clock_and_no_quote(rig: Rig) -> None:
     rig.replicator.on_leader_report(report())
     rig.replicator.on_leader_report(report("TRADED", version=2))
     assert rig.reads.now == 2 and rig.reads.quotes == []  # the first decisions' only
+
+
+def follower_report(rig: Rig, status: str, traded: int) -> OrderReport:
+    [(correlation,)] = rig.store.db.execute_sql(
+        "SELECT correlation_id FROM mirrororder WHERE follower = 'f1'").fetchall()
+    return OrderReport(
+        order_id="F1", status=status, exchange_segment="NSE_FNO", security_id="52175",
+        transaction_type="BUY", product_type="MARGIN", order_type="LIMIT", validity="IOC",
+        quantity=130, traded_quantity=traded, price=101.0, correlation_id=correlation,
+        reason="IOC order not filled" if status == "CANCELLED" else "")
+
+
+def f1_mirror(rig: Rig) -> tuple[str, str, str, int]:
+    return rig.store.db.execute_sql(
+        "SELECT state, reason_code, reason, filled_quantity FROM mirrororder "
+        "WHERE follower = 'f1'").fetchone()
+
+
+def test_an_ioc_the_exchange_cancels_unfilled_is_not_mirrored_with_the_reason(
+        rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    rig.replicator.on_follower_report("f1", follower_report(rig, "PENDING", 0))
+    rig.replicator.on_follower_report("f1", follower_report(rig, "CANCELLED", 0))
+    state, code, reason, filled = f1_mirror(rig)
+    assert (state, code, filled) == ("CANCELED", "ioc_unfilled", 0)
+    assert reason == ("price moved more than 1.0 % since the leader's fill: the IOC limit "
+                      "order at 101 was not filled")
+    assert rig.audits("divergence") == []  # the exchange ended it: not a cancel from outside
+    assert rig.audits("not_mirrored") == [reason]
+
+
+def test_an_ioc_partly_filled_says_how_much(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    rig.replicator.on_follower_report("f1", follower_report(rig, "CANCELLED", 65))
+    state, code, reason, filled = f1_mirror(rig)
+    assert (state, code, filled) == ("CANCELED", "ioc_unfilled", 65)
+    assert reason.endswith("the IOC limit order at 101 filled 65 of 130; the rest was not")
+
+
+def test_an_ioc_that_fills_keeps_its_placed_reason(rig: Rig) -> None:
+    rig.replicator.on_leader_report(report("TRADED", order_type="MARKET", price=0.0))
+    rig.replicator.on_follower_report("f1", follower_report(rig, "TRADED", 130))
+    state, code, reason, _ = f1_mirror(rig)
+    assert (state, code) == ("FILLED", "late_market_ioc") and "IOC limit at 101" in reason
