@@ -57,7 +57,7 @@ instruments_url = "{sim.scrip_master_url}"
 @contextmanager
 def demo_world(seed: int = 11) -> Iterator[DemoWorld]:
     with tempfile.TemporaryDirectory(prefix="copytrade-demo-") as directory, \
-            Emulator(seed=seed) as sim:
+            Emulator(seed=seed, dialect="realistic") as sim:  # as real Dhan speaks
         home = Path(directory)
         home.chmod(0o700)
         config_path = home / "copytrade.toml"

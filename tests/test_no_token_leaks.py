@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from dhanhq import DhanContext, dhanhq
+from simtools import sim_dialect
 
 from copytrade.sim.server import Emulator
 
@@ -45,7 +46,7 @@ def _wait(predicate: Callable[[], object], timeout: float) -> None:
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(seed=5) as sim:
+    with Emulator(seed=5, dialect=sim_dialect()) as sim:
         yield sim
 
 

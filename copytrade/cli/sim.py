@@ -43,8 +43,9 @@ def sim(
         typer.Option(help="How Dhan-like the wire is: 'clean' (tidy shapes) or 'realistic' "
                      "(every documented quirk of real Dhan: 'NA' legs, filled_qty, mixed "
                      "camelCase frames, MARKET orders as protected LIMITs, no Data API "
-                     "plan). Per account: POST /_sim/accounts/dialect. See docs/sim.md."),
-    ] = "clean",
+                     "plan; the default: paper trading as real Dhan behaves). Per account: "
+                     "POST /_sim/accounts/dialect. See docs/sim.md."),
+    ] = "realistic",
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Log each request line to stderr (never headers).")
     ] = False,

@@ -138,7 +138,7 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
         after_market_order=_flag(f, "afterMarketOrder"),
         amo_time=_amo_time(f, "amoTime"),
         correlation_id=_text(f, "correlationId"),
-        reason=_text(f, "omsErrorDescription"),
+        reason=_remark(_text(f, "omsErrorDescription")),
         symbol=_text(f, "tradingSymbol"),
         lot_size=None,
         leg=_leg(f, "legName"),
@@ -169,7 +169,7 @@ def _report_from_alert(f: _Fields) -> OrderReport:
         average_price=_lenient(_float, f, "AvgTradedPrice", 0.0),
         after_market_order=_flag(f, "OffMktFlag"),
         correlation_id=_text(f, "CorrelationId"),
-        reason=_text(f, "ReasonDescription"),
+        reason=_remark(_text(f, "ReasonDescription")),
         symbol=_text(f, "Symbol"),
         lot_size=_lot_size(f, "LotSize"),
         leg=_leg(f, "LegNo"),
@@ -466,3 +466,12 @@ def _ist(text: str) -> datetime | None:
         return IST.localize(moment)
     except (ValueError, OverflowError):  # garbage, or a date pytz cannot place (year 1)
         return None
+
+
+# What real Dhan puts in its remark fields when there is nothing to say (captured rows and
+# its stream sample): "CONFIRMED" on an accepted order, "NR", "NA". Not a reason.
+_NO_REMARK = frozenset({"CONFIRMED", "NR", "NA", "0"})
+
+
+def _remark(text: str) -> str:
+    return "" if text.strip().upper() in _NO_REMARK else text

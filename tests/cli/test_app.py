@@ -271,7 +271,7 @@ def test_sim_prints_its_urls_then_stops_cleanly_on_a_signal(
         "seed": 7,
         "verbose": False,
         "order_rate_scale": 1.0,
-        "dialect": "clean",
+        "dialect": "realistic",
     }
     assert emulator.stopped
     assert signal.getsignal(signum) == before
@@ -290,7 +290,7 @@ def test_sim_defaults(
         "seed": None,
         "verbose": False,
         "order_rate_scale": 1.0,
-        "dialect": "clean",
+        "dialect": "realistic",
     }
 
 

@@ -21,9 +21,10 @@ DIALECT_ENV = "COPYTRADE_SIM_DIALECT"
 
 
 def sim_dialect() -> str:
-    """The dialect named by COPYTRADE_SIM_DIALECT (default clean); a typo fails loudly
-    rather than silently testing the clean dialect."""
-    name = os.environ.get(DIALECT_ENV, "").strip() or "clean"
+    """The dialect named by COPYTRADE_SIM_DIALECT (default realistic: the suites run
+    against the broker as it really speaks); a typo fails loudly rather than silently
+    testing another dialect."""
+    name = os.environ.get(DIALECT_ENV, "").strip() or "realistic"
     if name not in PRESETS:
         raise ValueError(f"{DIALECT_ENV}={name!r}: expected one of {', '.join(PRESETS)}")
     return name

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower
-from simtools import eventually
+from simtools import eventually, sim_dialect
 
 from copytrade.core.ids import correlation_id
 from copytrade.engine import faultpoints
@@ -241,7 +241,7 @@ def restart_and_check(sim: Emulator, config: Path, home: Path, leaders: dict[str
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(seed=11) as sim:
+    with Emulator(seed=11, dialect=sim_dialect()) as sim:
         yield sim
 
 

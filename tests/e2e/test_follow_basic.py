@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from followtools import LEADER_TOKEN, follower, running_follow, sdk
+from followtools import follower, running_follow
 
 from copytrade.sim.server import Emulator
 
@@ -41,20 +41,32 @@ def test_follower_with_its_own_source_address(live_sim: Emulator, tmp_path: Path
         assert adapter.poolmanager.connection_pool_kw["source_address"] == ("127.0.0.1", 0)
 
 
-def test_catch_up_does_not_chase_a_filled_market_order_whose_price_moved(
+def test_catch_up_chases_a_filled_market_order_only_within_the_drift_bound(
         live_sim: Emulator, tmp_path: Path) -> None:
-    """Orders that filled while follow was down: within the drift they are mirrored;
-    beyond it they are recorded as skipped with the reason, and nothing is sent."""
+    """Market orders that filled in Dhan's app while follow was down, and no quote (no
+    Data API plan): each is chased by an IOC limit order at the leader's fill price plus
+    max_price_drift_percent. Within the drift it fills; beyond it the exchange cancels it,
+    and the mirror says why."""
     f1 = follower("f1", "1000000002", extra="max_price_drift_percent = 1.0")
-    leader = sdk(live_sim, "1000000001", LEADER_TOKEN)
-    near = leader.place_order("1333", "NSE_EQ", "BUY", 5, "MARKET", "CNC", 0)["data"]["orderId"]
-    far = leader.place_order("2885", "NSE_EQ", "BUY", 5, "MARKET", "CNC", 0)["data"]["orderId"]
+    live_sim.set_dialect("1000000001", flags={"data_plan": False})
+
+    def app_market(security_id: str) -> str:
+        [order_id] = live_sim.app_place("1000000001", {
+            "transactionType": "BUY", "exchangeSegment": "NSE_EQ", "productType": "CNC",
+            "orderType": "MARKET", "validity": "DAY", "securityId": security_id,
+            "quantity": 5})
+        return order_id
+
+    near, far = app_market("1333"), app_market("2885")  # filled at 1650 and 1400
     live_sim.set_price("1333", 1655.0)  # +0.3 %
     live_sim.set_price("2885", 1450.0)  # +3.6 %
     with running_follow(live_sim, tmp_path, [f1]) as run:
-        run.wait_for(lambda: len(run.mirrors("f1")) == 2)
+        run.wait_for(lambda: sorted(run.mirror_states("f1")) == ["CANCELED", "FILLED"])
         states = {m.leader_order_id: (m.state, m.reason) for m in run.mirrors("f1")}
-        run.wait_for(lambda: run.mirror_states("f1").count("FILLED") == 1)
-        assert states[far][0] == "SKIPPED" and "price moved" in states[far][1]
-        assert [o["securityId"] for o in run.follower_book(f1)] == ["1333"]
-        assert near in states
+        assert states[near][0] == "FILLED"
+        assert states[far][0] == "CANCELED"
+        assert states[far][1].startswith("price moved more than 1.0 % since the leader's fill")
+        book = sorted((o["securityId"], o["orderType"], o["validity"], o["price"],
+                       o["orderStatus"]) for o in run.follower_book(f1))
+        assert book == [("1333", "LIMIT", "IOC", 1666.5, "TRADED"),
+                        ("2885", "LIMIT", "IOC", 1414.0, "CANCELLED")]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower, sdk
-from simtools import eventually
+from simtools import eventually, sim_dialect
 
 from copytrade.sim.server import Emulator
 
@@ -30,7 +30,7 @@ EXIT_WAIT = 60  # the longest any follow process may take to exit once it should
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    with Emulator(seed=3) as sim:
+    with Emulator(seed=3, dialect=sim_dialect()) as sim:
         yield sim
 
 

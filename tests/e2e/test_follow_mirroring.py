@@ -96,6 +96,38 @@ def expected(side: str, segment: str, product: str, order_type: str, security_id
             "triggerPrice": trigger, "afterMarketOrder": amo}
 
 
+class _ProtectedPrice:
+    """Equal to any positive price: what a protected limit order carries."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, int | float) and other > 0
+
+    def __repr__(self) -> str:
+        return "<a protected limit price>"
+
+
+def converts_market_orders(sim: Emulator) -> bool:
+    """Real Dhan turns an API market order into a limit order with price protection."""
+    return sim.dialect.market_protection > 0
+
+
+def as_the_broker_shows(sim: Emulator, want: dict) -> dict:
+    """A follower order we sent as `want`, as the broker's book shows it."""
+    if want["orderType"] == "MARKET" and converts_market_orders(sim):
+        return {**want, "orderType": "LIMIT", "price": _ProtectedPrice()}
+    return want
+
+
+def app_order(sim: Emulator, security_id: str, segment: str, quantity: int, product: str,
+              order_type: str = "MARKET", side: str = "BUY") -> str:
+    """A leader order placed in Dhan's app (Dhan converts only API market orders)."""
+    [order_id] = sim.app_place(LEADER_ID, {
+        "transactionType": side, "exchangeSegment": segment, "productType": product,
+        "orderType": order_type, "validity": "DAY", "securityId": security_id,
+        "quantity": quantity})
+    return order_id
+
+
 def settled(run: FollowRun, mirror: MirrorOrder) -> MirrorOrder:
     """The mirror read afresh once none of its intents is still being sent: the follower's
     stream can report an order before the worker has recorded the reply to its request."""
@@ -139,7 +171,7 @@ def test_every_order_type_product_and_validity_is_mirrored_field_for_field(
         api = run.leader_api
         cases = {
             # leader order id -> what the follower's order must look like
-            order_id_of(api.place_order("1333", "NSE_EQ", "BUY", 10, "MARKET", "CNC", 0)):
+            app_order(live_sim, "1333", "NSE_EQ", 10, "CNC"):
                 expected("BUY", "NSE_EQ", "CNC", "MARKET", "1333", 5),
             order_id_of(api.place_order("2885", "NSE_EQ", "BUY", 20, "LIMIT", "INTRADAY",
                                         1350)):
@@ -156,8 +188,7 @@ def test_every_order_type_product_and_validity_is_mirrored_field_for_field(
                                         validity="IOC")):
                 expected("BUY", "NSE_EQ", "CNC", "LIMIT", "3045", 4, price=805.0,
                          validity="IOC"),
-            order_id_of(api.place_order(NIFTY_FUT, "NSE_FNO", "BUY", 2 * NIFTY_LOT, "MARKET",
-                                        "MARGIN", 0)):
+            app_order(live_sim, NIFTY_FUT, "NSE_FNO", 2 * NIFTY_LOT, "MARGIN"):
                 expected("BUY", "NSE_FNO", "MARGIN", "MARKET", NIFTY_FUT, NIFTY_LOT),
             # disclosed 40 of 100 -> 20 of 50: still more than 30 % of the order
             order_id_of(api.place_order("2885", "NSE_EQ", "BUY", 100, "LIMIT", "CNC", 1340,
@@ -170,7 +201,7 @@ def test_every_order_type_product_and_validity_is_mirrored_field_for_field(
         for order, want in cases.items():
             mirror = wait_mirror(run, order, "half", "FILLED" if order in filled else "ACCEPTED")
             book_order = the_order(run, half, mirror)
-            assert fields(book_order) == want
+            assert fields(book_order) == as_the_broker_shows(live_sim, want)
             assert book_order["orderStatus"] == ("TRADED" if order in filled else "PENDING")
             assert (mirror.quantity, mirror.order_type, mirror.price, mirror.trigger_price,
                     mirror.disclosed_quantity) == (want["quantity"], want["orderType"],
@@ -264,8 +295,7 @@ def test_caps_reduce_the_order_and_lists_skip_naming_the_list(live_sim: Emulator
 
         # An equity MARKET order: the lists let it through; max_quantity reduces it; an
         # unpriced order's value cannot be checked, so max_order_value fails closed.
-        market = order_id_of(run.leader_api.place_order("1333", "NSE_EQ", "BUY", 200,
-                                                        "MARKET", "CNC", 0))
+        market = app_order(live_sim, "1333", "NSE_EQ", 200, "CNC")
         for who, units in ((max_qty, 150), (deny_segment, 200), (allow_product, 200),
                            (deny_security, 200), (allow_security, 200)):
             mirror = wait_mirror(run, market, who.name, "FILLED")
@@ -328,6 +358,8 @@ def test_leader_modifications_modify_the_follower_order(live_sim: Emulator,
             (("STOP_LOSS", 15, 1705.0, 1700.0), ("STOP_LOSS", 30, 1705.0, 1700.0, "PENDING")),
             (("MARKET", 15, 0.0, 0.0), ("MARKET", 30, 0.0, 0.0, "TRADED")),
         ]
+        if converts_market_orders(live_sim):  # the leader's order becomes a protected limit
+            steps[-1] = (steps[-1][0], ("LIMIT", 30, _ProtectedPrice(), 0.0, "TRADED"))
         for (order_type, quantity, price, trigger), want in steps:
             next_second(run, last_call)
             reply = api.modify_order(order, order_type, "ENTRY_LEG", quantity, price, trigger,
@@ -344,7 +376,7 @@ def test_leader_modifications_modify_the_follower_order(live_sim: Emulator,
         [book_order] = run.follower_book(double)
         assert book_order["orderId"] == follower_order  # modified in place, never replaced
         assert (mirror.quantity, mirror.filled_quantity, mirror.order_type,
-                mirror.modifications) == (30, 30, "MARKET", 3)
+                mirror.modifications) == (30, 30, steps[-1][1][0], 3)
         modifies = [i for i in intents_of(mirror) if i.action == "MODIFY"]
         assert [i.status for i in modifies] == ["DONE"] * 3
         assert [json.loads(i.request)["modify"]["quantity"] for i in modifies] == [30] * 3

@@ -38,6 +38,7 @@ from followtools import LEADER_ID, Follower, FollowRun, follower, running_follow
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from simtools import sim_dialect
 
 from copytrade.core.ids import correlation_id
 from copytrade.sim.server import Emulator
@@ -113,7 +114,7 @@ class FollowMachine(RuleBasedStateMachine):
         collector = _ErrorCollector(self.errors)
         logging.getLogger("copytrade").addHandler(collector)
         self.stack.callback(logging.getLogger("copytrade").removeHandler, collector)
-        self.sim = self.stack.enter_context(Emulator(seed=5))
+        self.sim = self.stack.enter_context(Emulator(seed=5, dialect=sim_dialect()))
         self.sim.set_hold(1)  # a timed-out request is held 1 s: longer than http_timeout
         self.run = self.stack.enter_context(running_follow(
             self.sim, home, list(FOLLOWERS), http_timeout=0.5,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower, running_follow, sdk
+from simtools import sim_dialect
 
 from copytrade.cli.context import Context
 from copytrade.engine.replay import ResultKind, replay_missed
@@ -40,7 +41,7 @@ def clock() -> ShiftedClock:
 
 @pytest.fixture
 def sim(clock: ShiftedClock) -> Iterator[Emulator]:
-    with Emulator(clock=clock, seed=7) as emulator:
+    with Emulator(clock=clock, seed=7, dialect=sim_dialect()) as emulator:
         # Real Dhan's usual account: no Data API plan, so no quote (DH-902).
         emulator.set_dialect(LEADER_ID, "clean", {"data_plan": False})
         yield emulator

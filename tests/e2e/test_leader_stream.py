@@ -140,7 +140,10 @@ def test_api_order_arrives_normalized(sim: Emulator, api: dhanhq) -> None:
         last = run.reports[-1]
         assert (last.exchange_segment, last.security_id, last.transaction_type) == (
             "NSE_EQ", "1333", "BUY")
-        assert (last.product_type, last.order_type, last.validity) == ("CNC", "MARKET", "DAY")
+        # Real Dhan turns an API market order into a limit order with price protection.
+        converted = sim.dialect.market_protection > 0
+        assert (last.product_type, last.order_type, last.validity) == (
+            "CNC", "LIMIT" if converted else "MARKET", "DAY")
         assert (last.quantity, last.traded_quantity, last.average_price) == (10, 10, 1650.0)
         assert (last.correlation_id, last.placed_in_app, last.lot_size) == ("ct-m1", False, 1)
         assert last.source is ReportSource.STREAM

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, Follower, config_text, follower, sdk
+from simtools import sim_dialect
 
 from copytrade.cli.app import run
 from copytrade.cli.context import Context
@@ -56,7 +57,7 @@ def clock() -> ShiftedClock:
 
 @pytest.fixture
 def sim(clock: ShiftedClock) -> Iterator[Emulator]:
-    with Emulator(clock=clock, seed=7) as emulator:
+    with Emulator(clock=clock, seed=7, dialect=sim_dialect()) as emulator:
         yield emulator
 
 
@@ -86,10 +87,16 @@ def order_id_of(reply: dict) -> str:
 
 
 def buy(sim: Emulator, security_id: str, quantity: int, price: float = 0) -> str:
-    """A leader BUY, through the SDK: LIMIT at `price`, or MARKET without one."""
-    kind = "LIMIT" if price else "MARKET"
+    """A leader BUY: a LIMIT at `price` through the SDK, or without one a MARKET order
+    placed in Dhan's app (the API would turn it into a protected limit order)."""
+    if not price:
+        [order_id] = sim.app_place(LEADER_ID, {
+            "transactionType": "BUY", "exchangeSegment": "NSE_EQ", "productType": "CNC",
+            "orderType": "MARKET", "validity": "DAY", "securityId": security_id,
+            "quantity": quantity})
+        return order_id
     return order_id_of(sdk(sim, LEADER_ID, LEADER_TOKEN).place_order(
-        security_id, "NSE_EQ", "BUY", quantity, kind, "CNC", price))
+        security_id, "NSE_EQ", "BUY", quantity, "LIMIT", "CNC", price))
 
 
 def book(sim: Emulator, who: Follower) -> list[tuple[str, int, float, str]]:

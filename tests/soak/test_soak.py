@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import pytz
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower
-from simtools import eventually
+from simtools import eventually, sim_dialect
 
 from copytrade.sim.server import Emulator
 
@@ -138,7 +138,7 @@ def test_soak(tmp_path: Path) -> None:
     started = time.monotonic()
     # Dhan allows 1,000 orders an hour per account: a thousand-order run in minutes needs
     # the emulator and follow both on ten times the limits.
-    with Emulator(order_rate_scale=10) as sim:
+    with Emulator(order_rate_scale=10, dialect=sim_dialect()) as sim:
         for client_id in [LEADER_ID, *(f.client_id for f in FOLLOWERS)]:
             sim.set_funds(client_id, 1e13)
         sim.set_hold(1.0)  # held replies outlast follow's 0.5 s HTTP timeout

@@ -104,7 +104,7 @@ def test_official_sample() -> None:
         validity="DAY", quantity=1, traded_quantity=0, price=13.0, trigger_price=0.0,
         # DiscQuantity 1 of Quantity 1 discloses the whole order, i.e. nothing: REST's 0
         disclosed_quantity=0, average_price=0.0, after_market_order=False,
-        correlation_id="ct-abc", reason="CONFIRMED", symbol="IDEA", lot_size=1, leg=1,
+        correlation_id="ct-abc", reason="", symbol="IDEA", lot_size=1, leg=1,
         placed_in_app=True, updated_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
         created_at=IST.localize(datetime(2024, 9, 11, 14, 39, 29)),
         source=ReportSource.STREAM)
@@ -409,7 +409,8 @@ LIVE_FRAME = {
 
 def test_a_live_order_book_row() -> None:
     report = report_from_rest(LIVE_ROW)
-    assert (report.leg, report.traded_quantity, report.reason) == (1, 0, "CONFIRMED")
+    # "CONFIRMED" is what Dhan says when there is nothing to say: no reason
+    assert (report.leg, report.traded_quantity, report.reason) == (1, 0, "")
     assert report.updated_at == IST.localize(datetime(2026, 11, 25, 10, 0, 0))
     filled = report_from_rest({**LIVE_ROW, "orderStatus": "PART_TRADED", "filled_qty": 4,
                                "averageTradedPrice": 1639.5, "legName": "NA"})
