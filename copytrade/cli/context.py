@@ -162,12 +162,15 @@ class Context:
                                         for f in self.config.enabled_followers})
 
     def limiter_for(self, client_id: str, wait: Callable[[float], bool]) -> Limiter:
-        """The account's order-rate limiter: Dhan's windows (scaled by order_rate_scale),
-        persisted in the home's limits.db, shared by follow and cancel-mirror."""
+        """The account's order-rate limiter: max_orders_per_second and Dhan's minute, hour
+        and day windows (scaled by order_rate_scale), persisted in the home's limits.db,
+        shared by follow and cancel-mirror."""
         from copytrade.engine.limits import AccountLimiter, scaled_rates
 
+        settings = self.config.settings
         return AccountLimiter(self.limits_path, client_id, now_ms=self.now_ms, wait=wait,
-                              rates=scaled_rates(self.config.settings.order_rate_scale))
+                              rates=scaled_rates(settings.order_rate_scale,
+                                                 per_second=settings.max_orders_per_second))
 
     # ---- the engine's inputs ------------------------------------------------------------
 

@@ -153,12 +153,18 @@ def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
     last_state, last_audit = printed_up_to or last_event_ids()
     while True:
         running = _running(worker, deadline)
+        # Plain text, written as is: no Rich rendering on the engine's interpreter (it
+        # competes with the copy path), and a broker's "[...]" is never read as markup.
+        lines = []
         for event in state_events_after(last_state):
             last_state = event.id
-            console.print(state_event_line(event), highlight=False, soft_wrap=True)
+            lines.append(state_event_line(event))
         for audit in audit_events_after(last_audit):
             last_audit = audit.id
-            console.print(audit_event_line(audit), highlight=False, soft_wrap=True)
+            lines.append(audit_event_line(audit))
+        if lines:
+            console.file.write("\n".join(lines) + "\n")
+            console.file.flush()
         if not running:
             return
         time.sleep(REFRESH_SECONDS)

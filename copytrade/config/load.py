@@ -198,6 +198,7 @@ def _parse_settings(raw: object) -> Settings:
         freeze_limits=_parse_freeze_limits(table.get("freeze_limits", {})),
         http_timeout_seconds=table.number("http_timeout_seconds", DEFAULT_HTTP_TIMEOUT_SECONDS),
         order_rate_scale=table.number("order_rate_scale", 1.0),
+        max_orders_per_second=table.integer("max_orders_per_second") or 10,
         renew_tokens=table.boolean("renew_tokens", True),
         renew_before_minutes=table.number("renew_before_minutes",
                                           DEFAULT_RENEW_BEFORE_MINUTES),

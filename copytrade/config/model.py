@@ -46,6 +46,9 @@ RANGES: Mapping[str, tuple[float, float]] = types.MappingProxyType(
         "http_timeout_seconds": (0.5, 120.0),
         # The emulator's --order-rate-scale accepts 0.001 and up; the two must match.
         "order_rate_scale": (0.001, 1_000.0),
+        # Orders a second per account: up to Dhan's published 25 (docs/dhan.md for why
+        # the default is 10).
+        "max_orders_per_second": (1, 25),
         "freeze_limits": (1, 10_000_000),  # units per order
         # A token lives 24 hours: renewing more than 23 h before its end would renew it
         # every time it is read; under 5 min leaves no room for a retry.
@@ -135,6 +138,9 @@ class Settings:
     # Multiplies Dhan's order-rate limits: for an emulator started with the same scale
     # (load and soak runs); Dhan's own limits are fixed, so keep 1.0 with Dhan.
     order_rate_scale: float = 1.0
+    # Order requests a second per account: 10 by default, the exchanges' line beyond which
+    # a client's orders count as an algorithm to be registered (docs/dhan.md).
+    max_orders_per_second: int = 10
     # follow renews each token through Dhan's RenewToken this long before it expires.
     renew_tokens: bool = True
     renew_before_minutes: float = DEFAULT_RENEW_BEFORE_MINUTES

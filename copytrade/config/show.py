@@ -34,6 +34,9 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
             "reconcile_interval_seconds": config.settings.reconcile_interval_seconds,
             "http_timeout_seconds": config.settings.http_timeout_seconds,
             "order_rate_scale": config.settings.order_rate_scale,
+            "max_orders_per_second": config.settings.max_orders_per_second,
+            "renew_tokens": config.settings.renew_tokens,
+            "renew_before_minutes": config.settings.renew_before_minutes,
             "freeze_limits": dict(config.settings.freeze_limits),
         },
     }

@@ -197,7 +197,8 @@ class FollowEngine:
                 max_price_drift_percent=follower.max_price_drift_percent,
                 capital=account.available_funds() if needs_capital else None,
                 stopped_reason=lambda name=follower.name: self.status.stopped_followers.get(
-                    name)))
+                    name),
+                view_is_current=lambda name=follower.name: self._follower_view_current(name)))
         overrides = self.settings.freeze_limits
         leader_book = _require(self.leader.order_book(), "the order book", "leader")
         self.replicator = Replicator(
@@ -228,11 +229,21 @@ class FollowEngine:
                 self.replicator.follower_traded.update(traded)
                 self.updater.traded_at_start.update(traded)
                 self._find_adoptable(follower.name, book.data)
+                for report in book.data:
+                    if not is_ours(report.correlation_id):
+                        self.replicator.note_foreign(follower.name, report)
             elif not self.status.stopped_followers.get(follower.name):
                 # Without its book, orders of ours the store does not know could not be
                 # found: placing for this follower now could duplicate them.
                 raise BrokerError(f"cannot read the order book of follower {follower.name}: "
                                   f"{book.describe()}")
+
+    def _follower_view_current(self, name: str) -> bool:
+        """The follower's stream is up and every frame it brought is applied: the
+        positions we keep for it are the broker's as far as the broker has said."""
+        stream = self.status.follower_streams.get(name)
+        return (stream is not None and stream.state == StreamState.CONNECTED.value
+                and not self.follower_pipeline.busy)
 
     def _find_adoptable(self, name: str, book: list[OrderReport]) -> None:
         """Orders at the broker carrying our correlation id that the store does not know

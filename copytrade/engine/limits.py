@@ -38,9 +38,21 @@ FLUSH_SECONDS = 0.5
 _DAY_MS = Duration.DAY + WINDOW_MARGIN_MS
 
 
-def scaled_rates(scale: float) -> list[Rate]:
-    """Dhan's windows with their counts multiplied (an emulator run with higher limits)."""
-    return [Rate(max(1, int(rate.limit * scale)), rate.interval) for rate in ORDER_RATES]
+def scaled_rates(scale: float, per_second: int = ORDERS_PER_SECOND + 1) -> list[Rate]:
+    """Dhan's windows with their counts multiplied (an emulator run with higher limits);
+    `per_second`: the account's chosen cap a second (10 by default, up to Dhan's 25), kept
+    with the same one-call margin as the default."""
+    second = max(per_second - 1, 1)
+    rates = [Rate(second, ORDER_RATES[0].interval), *ORDER_RATES[1:]]
+    scaled: list[Rate] = []
+    for rate in rates:
+        limit = max(1, int(rate.limit * scale))
+        if scaled:  # a longer window never allows more than the shorter one's pace
+            shorter = scaled[-1]
+            limit = max(min(limit, shorter.limit * rate.interval // shorter.interval),
+                        shorter.limit + 1)
+        scaled.append(Rate(limit, rate.interval))
+    return scaled
 
 
 class Limiter(Protocol):

@@ -44,6 +44,9 @@ QUOTE_TTL_SECONDS = 2.0
 # extra check, never waited for, so one asked within this gap is simply not asked.
 QUOTE_GAP_SECONDS = 1.0
 QUOTE_RETRY_SECONDS = 600.0  # no answer (no Data API plan?): stop asking for this long
+# A follower's own order seen this recently on an instrument: its fills may still be on
+# their way, so exits there are confirmed from the broker's positions.
+FOREIGN_RECENT_SECONDS = 60.0
 LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
 TickFn = Callable[[str, str], float | None]  # (exchange segment, security id) -> tick size
 FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
@@ -64,6 +67,10 @@ class FollowerPlan:
     max_order_age_seconds: float = 300.0
     max_price_drift_percent: float = 1.0
     stopped_reason: Callable[[], str | None] = lambda: None
+    # Whether every frame the follower's stream brought is applied and the stream is up:
+    # then the positions we keep are the broker's, and an exit needs no positions read.
+    # The default (never current) reads the broker's positions before every exit.
+    view_is_current: Callable[[], bool] = lambda: False
 
 
 @dataclass
@@ -112,6 +119,10 @@ class Replicator:
         # a catch-up does not count those fills twice; follower orders not ours included.
         self.leader_traded_at_start: dict[str, int] = {}
         self.follower_traded: dict[tuple[str, str], int] = {}
+        # (follower, security, product) -> its own working orders there, and when one of
+        # its own orders there was last seen (see note_foreign)
+        self.foreign_working: dict[tuple[str, str, str], set[str]] = {}
+        self.foreign_seen_at: dict[tuple[str, str, str], float] = {}
         # Orders of ours found at the broker but unknown to the store (a new or lost
         # database): (follower, correlation id stem) -> their reports. Adopted, never
         # placed again.
@@ -428,9 +439,11 @@ class Replicator:
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
                          positions: NetPositions) -> dict | None:
-        """Every exit is checked against the broker's positions by the worker before it is
-        sent: the follower may have traded in Dhan's app, and that fill's frame can still
-        be on its way, so an exit never sells what is not held. One larger than what our
+        """An exit is checked against the broker's positions by the worker before it is
+        sent whenever our view may lag the broker's: the follower's stream is down or has
+        frames not yet applied, or an order of the follower's own is at work on the
+        instrument (its fill's frame can be on its way), so an exit never sells what is
+        not held. One larger than what our
         own records vouch for may be waiting on an entry of ours still filling: then the
         worker reads the positions a few times before it cuts the exit."""
         sign = -1 if leader.transaction_type == "SELL" else 1
@@ -440,8 +453,15 @@ class Replicator:
             return None
         vouched = max(-sign * follower.positions.vouched(leader.security_id,
                                                           leader.product_type), 0)
+        await_entry = exit_units > vouched
+        if not await_entry and follower.view_is_current() and not self.foreign_activity(
+                follower.name, leader.security_id, leader.product_type):
+            # Every fill the broker reported is applied and nothing of the follower's own
+            # is at work on this instrument: our positions are the broker's, and the exit
+            # leaves without a positions read (one round trip off every exit).
+            return None
         return {"exit_units": exit_units, "lot_size": self._lot_size(leader) or 1,
-                "await_entry": exit_units > vouched}
+                "await_entry": await_entry}
 
     def _adopt(self, follower: FollowerPlan, leader: OrderReport,
                positions: NetPositions) -> MirrorOrder | None:
@@ -568,7 +588,26 @@ class Replicator:
         self.on_change()
 
 
+    def note_foreign(self, follower: str, report: OrderReport) -> None:
+        """An order of the follower's own (placed outside copytrade): while one is working
+        on an instrument, or was seen lately, its next fill may be on its way, so exits on
+        that instrument are confirmed from the broker's positions."""
+        key = (follower, report.security_id, report.product_type)
+        self.foreign_seen_at[key] = time.monotonic()
+        working = self.foreign_working.setdefault(key, set())
+        if report.is_terminal:
+            working.discard(report.order_id)
+        else:
+            working.add(report.order_id)
+
+    def foreign_activity(self, follower: str, security_id: str, product_type: str) -> bool:
+        key = (follower, security_id, product_type)
+        seen = self.foreign_seen_at.get(key)
+        return bool(self.foreign_working.get(key)) or (
+            seen is not None and time.monotonic() - seen < FOREIGN_RECENT_SECONDS)
+
     def _count_foreign_fills(self, follower: str, report: OrderReport) -> None:
+        self.note_foreign(follower, report)
         key = (follower, report.order_id)
         delta = report.traded_quantity - self.follower_traded.get(key, 0)
         if delta > 0:

@@ -291,9 +291,9 @@ def test_the_documentation_gives_each_range_next_to_its_key(key: str) -> None:
 
 # --- hypothesis: any float loads within range or is a ConfigError, nothing else -----------
 
-INTEGER_KEYS = ("max_quantity", "freeze_limits")
+INTEGER_KEYS = ("max_quantity", "freeze_limits", "max_orders_per_second")
 SETTINGS_KEYS = ("reconcile_interval_seconds", "http_timeout_seconds", "order_rate_scale",
-                 "renew_before_minutes")
+                 "renew_before_minutes", "max_orders_per_second")
 
 
 def toml_number(key: str, value: float) -> str:

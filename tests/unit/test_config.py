@@ -959,6 +959,9 @@ def test_redacted_fills_in_defaults_as_plain_data(config_file: Path) -> None:
         "reconcile_interval_seconds": 3.0,
         "http_timeout_seconds": 5.0,
         "order_rate_scale": 1.0,
+        "max_orders_per_second": 10,
+        "renew_tokens": True,
+        "renew_before_minutes": 60.0,
         "freeze_limits": {},
     }
     assert json.loads(json.dumps(data)) == data  # plain data all the way down

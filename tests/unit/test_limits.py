@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from copytrade.engine.limits import ORDERS_PER_SECOND, WINDOW_MARGIN_MS, AccountLimiter
+import pytest
+
+from copytrade.engine.limits import (
+    ORDERS_PER_SECOND,
+    WINDOW_MARGIN_MS,
+    AccountLimiter,
+    scaled_rates,
+)
 from copytrade.sim.accounts import ORDER_RATES as DHAN_RATES
 
 
@@ -30,6 +37,25 @@ def limiter(path: Path, clock: FakeTime, client_id: str = "1000000002") -> Accou
 def test_our_per_second_limit_keeps_a_margin_under_dhans() -> None:
     dhan_per_second = next(r.limit for r in DHAN_RATES if r.interval == 1000)
     assert dhan_per_second - 1 == ORDERS_PER_SECOND
+
+
+@pytest.mark.parametrize(("chosen", "allowed", "per_minute"),
+                         [(10, 9, 250), (25, 24, 250), (4, 3, 175), (1, 1, 58)])
+def test_a_chosen_rate_keeps_the_same_margin_and_dhans_other_windows(
+        tmp_path: Path, chosen: int, allowed: int, per_minute: int) -> None:
+    rates = scaled_rates(1.0, per_second=chosen)
+    assert [(r.limit, r.interval) for r in rates] == [
+        (allowed, 1000 + WINDOW_MARGIN_MS), (per_minute, 60_000 + WINDOW_MARGIN_MS),
+        (1000, 3_600_000 + WINDOW_MARGIN_MS), (7000, 86_400_000 + WINDOW_MARGIN_MS)]
+    clock = FakeTime()
+    accounts = AccountLimiter(tmp_path / "limits.db", "1000000002", now_ms=clock.now,
+                              wait=clock.wait, rates=rates)
+    for _ in range(allowed):
+        assert accounts.acquire()
+    assert clock.waits == []
+    assert accounts.acquire()
+    assert clock.waits  # one more waits for the next second
+    accounts.close()
 
 
 def test_one_call_more_in_a_second_waits_past_the_window(tmp_path: Path) -> None:
