@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
+from waiting import eventually
 from websockets.sync.client import ClientConnection, connect
 
+from copytrade.sim.clock import IST
 from copytrade.sim.dialects import PRESETS
 from copytrade.sim.server import Emulator
 
@@ -34,19 +37,6 @@ def suite_dialect(module_name: str) -> str:
     """The emulator's own suites (test_sim_*) specify the clean shapes and choose other
     dialects explicitly; every other suite speaks the dialect of the run."""
     return "clean" if module_name.rsplit(".", 1)[-1].startswith("test_sim_") else sim_dialect()
-
-
-def eventually(predicate: Callable[[], object], timeout: float = 5.0,
-               interval: float = 0.01) -> object:
-    """Poll until predicate() is truthy; fail after `timeout` seconds (a bound, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 @contextmanager
@@ -81,3 +71,14 @@ def no_more_frames(ws: ClientConnection, within: float = 0.3) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+class ShiftedClock:
+    """The emulator's clock: the wall clock in IST, `offset` in the past (orders created
+    "earlier", a leader order from the evening before)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(IST) - self.offset

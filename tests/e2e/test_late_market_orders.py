@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower, running_follow, sdk
-from simtools import sim_dialect
+from simtools import ShiftedClock, sim_dialect
 
 from copytrade.cli.context import Context
 from copytrade.engine.replay import ResultKind, replay_missed
@@ -24,16 +24,6 @@ UNFILLED = ("price moved more than 1.0 % since the leader's fill: the IOC limit 
             "1666.5 was not filled")
 
 
-class ShiftedClock:
-    """The wall clock in IST, `offset` in the past: orders created "earlier"."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(IST) - self.offset
-
-
 @pytest.fixture
 def clock() -> ShiftedClock:
     return ShiftedClock()
@@ -43,16 +33,18 @@ def clock() -> ShiftedClock:
 def sim(clock: ShiftedClock) -> Iterator[Emulator]:
     with Emulator(clock=clock, seed=7, dialect=sim_dialect()) as emulator:
         # Real Dhan's usual account: no Data API plan, so no quote (DH-902).
-        emulator.set_dialect(LEADER_ID, "clean", {"data_plan": False})
+        emulator.set_dialect(LEADER_ID, flags={"data_plan": False})
         yield emulator
 
 
 def leader_market_buy(sim: Emulator, quantity: int = 4) -> str:
-    """HDFCBANK at 1650 (tick 0.05): filled at once, while follow is not running."""
-    reply = sdk(sim, LEADER_ID, LEADER_TOKEN).place_order(
-        "1333", "NSE_EQ", "BUY", quantity, "MARKET", "CNC", 0)
-    assert reply["status"] == "success", reply
-    return str(reply["data"]["orderId"])
+    """HDFCBANK at 1650 (tick 0.05): filled at once, while follow is not running. Placed in
+    Dhan's app: Dhan turns only API market orders into protected limit orders."""
+    [order_id] = sim.app_place(LEADER_ID, {
+        "transactionType": "BUY", "exchangeSegment": "NSE_EQ", "productType": "CNC",
+        "orderType": "MARKET", "validity": "DAY", "securityId": "1333",
+        "quantity": quantity})
+    return order_id
 
 
 def order_id_of(reply: dict) -> str:
@@ -101,8 +93,9 @@ def test_replay_missed_chases_a_late_market_order_the_same_way(
     monkeypatch.setenv("TOKEN_F1", F1.token)
     since = datetime.now(IST) - timedelta(minutes=1)
     filled = leader_market_buy(sim, 4)
-    ran_away = order_id_of(sdk(sim, LEADER_ID, LEADER_TOKEN).place_order(
-        "2885", "NSE_EQ", "BUY", 2, "MARKET", "CNC", 0))
+    [ran_away] = sim.app_place(LEADER_ID, {
+        "transactionType": "BUY", "exchangeSegment": "NSE_EQ", "productType": "CNC",
+        "orderType": "MARKET", "validity": "DAY", "securityId": "2885", "quantity": 2})
     sim.set_price("2885", sim.snapshot()["prices"]["2885"] * 1.03)
     context = Context.load()
     report = replay_missed(context.wiring, context.store, since=since,

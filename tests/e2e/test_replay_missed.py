@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from followtools import LEADER_ID, LEADER_TOKEN, Follower, config_text, follower, sdk
-from simtools import sim_dialect
+from simtools import ShiftedClock, sim_dialect
 
 from copytrade.cli.app import run
 from copytrade.cli.context import Context
@@ -38,16 +38,6 @@ F1 = follower("f1", "1000000002")
 F2 = follower("f2", "1000000003", "fixed_lots = 2")
 CLI_TIMEOUT = 60
 HEADER = ("leader order", "order", "follower", "result", "detail")
-
-
-class ShiftedClock:
-    """The wall clock in IST, `offset` in the past: orders created "earlier"."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(IST) - self.offset
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ unknown outcome goes again under a new correlation id, exactly once each)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeBroker
+from waiting import eventually
 
 from copytrade.core.events import OrderReport, ReportSource
 from copytrade.core.ids import correlation_id
@@ -445,25 +445,24 @@ class _Raises(FakeBroker):
         return super().cancel(order_id)
 
 
-def _until(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the bound"
-        time.sleep(0.01)
-
-
-def test_an_intent_whose_run_raises_is_recorded_and_tried_once_more(world: World) -> None:
-    world.broker = _Raises(times=1)
-    mirror, order_id = world.placed()
+def _run_cancel(world: World, mirror: MirrorOrder, until: Callable[[], object]) -> Intent:
+    """A cancel intent through a started worker, until `until` holds (bounded)."""
     worker = _worker(world)
     worker.backoff = Backoff(initial=0.01, maximum=0.01)
     intent = world.intent(mirror, "CANCEL", {"reason": "leader cancelled"})
     worker.start()
     try:
         worker.submit(intent.id)
-        _until(lambda: world.status(intent)[0] != "SENDING")
+        eventually(lambda: until(intent), timeout=10)
     finally:
         worker.stop(timeout=10)
+    return intent
+
+
+def test_an_intent_whose_run_raises_is_recorded_and_tried_once_more(world: World) -> None:
+    world.broker = _Raises(times=1)
+    mirror, order_id = world.placed()
+    intent = _run_cancel(world, mirror, lambda intent: world.status(intent)[0] != "SENDING")
     assert world.status(intent)[0] == "DONE"
     assert world.broker.orders[order_id].status == "CANCELLED"
     [failed] = world.audits("intent_failed")
@@ -473,15 +472,7 @@ def test_an_intent_whose_run_raises_is_recorded_and_tried_once_more(world: World
 def test_an_intent_that_fails_twice_stays_pending_and_says_so(world: World) -> None:
     world.broker = _Raises(times=2)
     mirror, _ = world.placed()
-    worker = _worker(world)
-    worker.backoff = Backoff(initial=0.01, maximum=0.01)
-    intent = world.intent(mirror, "CANCEL", {"reason": "leader cancelled"})
-    worker.start()
-    try:
-        worker.submit(intent.id)
-        _until(lambda: len(world.audits("intent_failed")) == 2)
-    finally:
-        worker.stop(timeout=10)
+    intent = _run_cancel(world, mirror, lambda intent: len(world.audits("intent_failed")) == 2)
     assert world.status(intent)[0] == "SENDING"  # the next start resolves it
     assert "stays pending for the next start" in world.audits("intent_failed")[1]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from waiting import eventually
 
 from copytrade.engine.limits import (
     ORDERS_PER_SECOND,
@@ -83,19 +84,17 @@ def test_limits_survive_a_restart(tmp_path: Path) -> None:
 def test_sends_are_saved_in_the_background_without_a_close(tmp_path: Path) -> None:
     """A kill -9 loses at most the last FLUSH_SECONDS of sends."""
     import sqlite3
-    import time
+    from contextlib import closing
 
     clock = FakeTime()
     first = limiter(tmp_path / "limits.db", clock)
     for _ in range(3):
         first.acquire()
-    deadline = time.monotonic() + 10
-    while True:
-        with sqlite3.connect(tmp_path / "limits.db") as db:
-            if db.execute("SELECT COUNT(*) FROM sends").fetchone()[0] == 3:
-                break
-        assert time.monotonic() < deadline, "sends not saved within 10 s"
-        time.sleep(0.05)
+    def saved() -> bool:
+        with closing(sqlite3.connect(tmp_path / "limits.db")) as db:
+            return db.execute("SELECT COUNT(*) FROM sends").fetchone()[0] == 3
+
+    eventually(saved, timeout=10, interval=0.05)
     first.close()
 
 
