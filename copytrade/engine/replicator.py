@@ -47,6 +47,8 @@ QUOTE_RETRY_SECONDS = 600.0  # no answer (no Data API plan?): stop asking for th
 # A follower's own order seen this recently on an instrument: its fills may still be on
 # their way, so exits there are confirmed from the broker's positions.
 FOREIGN_RECENT_SECONDS = 60.0
+# Segments whose orders the exchanges cap at a freeze quantity (Dhan's slicing endpoint).
+DERIVATIVE_SEGMENTS = frozenset({"NSE_FNO", "BSE_FNO", "MCX_COMM"})
 LotSizeFn = Callable[[str, str], int | None]  # (exchange segment, security id) -> lot size
 TickFn = Callable[[str, str], float | None]  # (exchange segment, security id) -> tick size
 FreezeFn = Callable[[str, str], int | None]  # (security id, symbol) -> freeze limit
@@ -121,6 +123,7 @@ class Replicator:
         self.follower_traded: dict[tuple[str, str], int] = {}
         # (follower, security, product) -> its own working orders there, and when one of
         # its own orders there was last seen (see note_foreign)
+        self._freeze_limits: dict[tuple[str, str], int | None] = {}
         self.foreign_working: dict[tuple[str, str, str], set[str]] = {}
         self.foreign_seen_at: dict[tuple[str, str, str], float] = {}
         # Orders of ours found at the broker but unknown to the store (a new or lost
@@ -321,7 +324,7 @@ class Replicator:
         return PlanInputs(
             leader, view, follower.rule, follower.caps, follower.mirror_on_transit,
             lot_size=self._lot_size(leader),
-            freeze_limit=self.freeze_limit(leader.security_id, leader.symbol),
+            freeze_limit=self._freeze_limit(leader),
             capital=self._capital(follower), positions=positions,
             now=self.now() if view is None else None,  # the staleness of a first decision
             quote=quote, tick_size=self._tick(leader, view),
@@ -429,13 +432,29 @@ class Replicator:
                 "validity": action.validity or leader.validity,
                 **amo_fields(leader),
             },
-            "slice": action.slice,
+            "slice": action.slice or self._freeze_unknown(leader),
             "seen_at": seen_at,
         }
         confirm = self._exit_to_confirm(follower, leader, action.quantity, positions)
         if confirm:
             request["confirm_exit"] = confirm
         return self.store.add_intent(mirror, IntentAction.PLACE, request), mirror
+
+    def _freeze_limit(self, leader: OrderReport) -> int | None:
+        """The instrument's freeze quantity, looked up once a run (the table and the
+        configuration's overrides do not change while follow runs)."""
+        key = (leader.security_id, leader.symbol)
+        if key not in self._freeze_limits:
+            self._freeze_limits[key] = self.freeze_limit(leader.security_id, leader.symbol)
+        return self._freeze_limits[key]
+
+    def _freeze_unknown(self, leader: OrderReport) -> bool:
+        """A derivative whose freeze quantity we do not know (stock F&O, BSE, MCX): placed
+        through Dhan's slicing endpoint, which splits it only if the exchange's freeze
+        quantity needs it, so it is never rejected for exceeding one. The mirror counts as
+        sliced (replaced, not modified) only if it came back as more than one order."""
+        return (leader.exchange_segment in DERIVATIVE_SEGMENTS
+                and self._freeze_limit(leader) is None)
 
     def _exit_to_confirm(self, follower: FollowerPlan, leader: OrderReport, quantity: int,
                          positions: NetPositions) -> dict | None:

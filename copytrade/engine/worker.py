@@ -223,6 +223,9 @@ class FollowerWorker:
                                      lag_ms=_lag_ms(request, result.sent_at))
             if outcome.ok:
                 self.store.finish_intent(intent, IntentStatus.DONE, ",".join(outcome.data))
+                if len(outcome.data) > 1 and not mirror.sliced:
+                    # the slicing endpoint split it: several orders are replaced, not modified
+                    self.store.update_mirror(mirror, sliced=True)
                 self.updater.adopt_order_ids(mirror.id, outcome.data)
             else:
                 self.store.finish_intent(intent, IntentStatus.REFUSED, outcome.describe())

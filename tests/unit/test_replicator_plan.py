@@ -117,8 +117,9 @@ def test_each_follower_is_planned_with_the_inputs_gathered(rig: Rig) -> None:
     rig.replicator.on_leader_report(report())
     assert [name for name, _ in rig.submitted] == ["f1", "f2"]
     assert [order["quantity"] for order in rig.places()] == [130, 130]
-    # Per follower, as before: the lot size, the freeze limit and the clock (staleness).
-    assert (rig.reads.lot_size, rig.reads.freeze_limit, rig.reads.now) == (2, 2, 2)
+    # Per follower: the lot size and the clock (staleness); the freeze limit once per
+    # instrument and run (it cannot change while follow runs).
+    assert (rig.reads.lot_size, rig.reads.freeze_limit, rig.reads.now) == (2, 1, 2)
     assert rig.reads.quotes == []  # a live order needs no quote
 
 
