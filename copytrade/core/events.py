@@ -78,3 +78,13 @@ class OrderReport:
     @property
     def exchange_accepted(self) -> bool:
         return self.status in EXCHANGE_ACCEPTED_STATUSES
+
+
+def book_order(report: OrderReport) -> tuple[float, float, int, str]:
+    """The order in which a book's rows happened: last change, then creation, then the
+    order id (Dhan's ids grow: shorter is older). Dhan lists its book newest first and
+    stamps whole seconds, so two orders placed in the same second must not be applied in
+    the book's order (a sell before the buy it closes)."""
+    updated = report.updated_at.timestamp() if report.updated_at else 0.0
+    created = report.created_at.timestamp() if report.created_at else 0.0
+    return updated, created, len(report.order_id), report.order_id

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 import pytz
 
 from copytrade.config.model import FollowerConfig
-from copytrade.core.events import OrderReport
+from copytrade.core.events import OrderReport, book_order
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
 from copytrade.core.ids import correlation_id, is_ours
 from copytrade.core.intents import IntentAction, IntentStatus
@@ -333,7 +333,7 @@ class FollowEngine:
                                     "and start follow again")
             return False
         _require(book, "the order book", "leader")
-        reports = sorted(book.data, key=lambda r: r.updated_at.timestamp() if r.updated_at else 0.0)
+        reports = sorted(book.data, key=book_order)
         # Applied on the report pipeline, behind the frames already queued; the frames the
         # stream holds meanwhile are queued after it.
         news = await asyncio.wrap_future(self.pipeline.call(self._apply_book, reports, periodic))

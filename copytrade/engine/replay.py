@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from copytrade.core.events import OPEN_STATUSES, OrderReport
+from copytrade.core.events import OPEN_STATUSES, OrderReport, book_order
 from copytrade.core.reasons import ReasonCode
 from copytrade.dhan.rest import OutcomeKind
 from copytrade.engine.executor import token_refused_text
@@ -145,11 +145,6 @@ def replay_missed(wiring: Wiring, store: Store, *, since: datetime, until: datet
         selected = replace(selected, limiter_for=no_limit)
     return _Replay(selected, store, since, until, dry_run=dry_run, on_progress=on_progress,
                    settle_seconds=settle_seconds).run()
-
-
-def _update_order(report: OrderReport) -> tuple[float, float]:
-    updated, created = report.updated_at, _created(report)
-    return (updated.timestamp() if updated else 0.0, created.timestamp() if created else 0.0)
 
 
 def _created(report: OrderReport) -> datetime | None:
@@ -276,7 +271,7 @@ class _Replay:
         # As follow's catch-up: by last update; ties (Dhan's times have whole seconds) in
         # the order they were placed (the book lists the newest first).
         reports = sorted((r for r in reversed(book.data)
-                          if in_window(r, self.since, self.until)), key=_update_order)
+                          if in_window(r, self.since, self.until)), key=book_order)
         self.on_progress(Progress("prepare", 1, 1))
 
         baseline = self.store.last_ids()  # (intent, mirror): this run's come after
