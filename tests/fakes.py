@@ -118,7 +118,7 @@ class FakeBroker:
                 return failure.outcome
             return Outcome(OutcomeKind.SUCCESS, list(reversed(self.orders.values())))
 
-    def order(self, order_id: str) -> Outcome:
+    def order(self, order_id: str, leg: int = 1) -> Outcome:
         with self._lock:
             self.calls.append(("order", order_id))
             failure = self._failure("order")

@@ -14,7 +14,13 @@ from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
-from copytrade.core.events import ENDED_WITHOUT_FILL, OrderReport, OrderStatus
+from copytrade.core.events import (
+    ENDED_WITHOUT_FILL,
+    OrderReport,
+    OrderStatus,
+    ReportSource,
+    bracket_values_known,
+)
 from copytrade.core.orders import TERMINAL_STATES, MirrorState
 from copytrade.core.reasons import IOC_CHASES, REOPENABLE_CANCELS, REOPENABLE_SKIPS, ReasonCode
 from copytrade.core.sizing import SizedOrder, Skip
@@ -152,6 +158,14 @@ def effective_trigger(order_type: str, trigger_price: float) -> float:
     return 0.0 if order_type in UNTRIGGERED_TYPES else trigger_price
 
 
+def leader_trigger(leader: OrderReport) -> float:
+    """The trigger the follower's order carries: a CO's is its stop-loss, whatever its
+    entry's order type (a LIMIT or MARKET entry)."""
+    if leader.product_type == "CO":
+        return leader.trigger_price
+    return effective_trigger(leader.order_type, leader.trigger_price)
+
+
 def needs_size(leader: OrderReport, mirror: MirrorView | None, *,
                mirror_on_transit: bool) -> bool:
     """Whether `decide` will use a size for these inputs: callers gather sizing's inputs
@@ -202,6 +216,13 @@ def _first_unsized(leader: OrderReport, mirror_on_transit: bool) -> list[Action]
     if not leader.exchange_accepted and not (mirror_on_transit
                                              and leader.status == OrderStatus.TRANSIT):
         return []  # wait: an order in transit can still be rejected by the leader's broker
+    if not bracket_values_known(leader):
+        if leader.source is ReportSource.STREAM:
+            return []  # wait: the stream does not carry a BO's values, its REST row does
+        missing = ("profit and stop-loss values" if leader.product_type == "BO"
+                   else "stop-loss trigger")
+        return [Action(ActionKind.SKIP, reason=f"leader {leader.product_type} order without "
+                       f"its {missing}: the follower's cannot be placed")]
     return None
 
 
@@ -210,7 +231,7 @@ def _first_place(leader: OrderReport, sized: SizedOrder | Skip) -> list[Action]:
         return [Action(ActionKind.SKIP, reason=sized.reason, code=sized.code)]
     return [Action(ActionKind.PLACE, quantity=sized.quantity,
                    price=effective_price(leader.order_type, leader.price),
-                   trigger_price=effective_trigger(leader.order_type, leader.trigger_price),
+                   trigger_price=leader_trigger(leader),
                    order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
                    slice=sized.slice)]
 
@@ -221,7 +242,7 @@ def _top_up(leader: OrderReport, mirror: MirrorView, sized: SizedOrder | Skip) -
         return []
     return [Action(ActionKind.PLACE, quantity=sized.quantity - mirror.filled_quantity,
                    price=effective_price(leader.order_type, leader.price),
-                   trigger_price=effective_trigger(leader.order_type, leader.trigger_price),
+                   trigger_price=leader_trigger(leader),
                    order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
                    slice=sized.slice, reason="leader grew the order")]
 
@@ -233,7 +254,7 @@ def _follow_changes(leader: OrderReport, mirror: MirrorView,
                        code=ReasonCode.RESIZED_AWAY)]
     quantity = max(sized.quantity, mirror.filled_quantity)
     price = effective_price(leader.order_type, leader.price)
-    trigger = effective_trigger(leader.order_type, leader.trigger_price)
+    trigger = leader_trigger(leader)
     unchanged = (quantity == mirror.quantity and price == mirror.price
                  and trigger == mirror.trigger_price and leader.order_type == mirror.order_type)
     if unchanged:

@@ -62,6 +62,9 @@ class OrderReport:
     symbol: str = ""
     lot_size: int | None = None  # frames carry it; REST rows do not
     leg: int = 1  # 1 entry, 2 stop-loss, 3 target
+    # A BO's distances from its entry's fill, in rupees a unit (REST rows; frames lack them)
+    bo_profit_value: float = 0.0
+    bo_stop_loss_value: float = 0.0
     placed_in_app: bool = False  # Source "N": Dhan's web or app, not the API
     updated_at: datetime | None = None  # IST, from LastUpdatedTime / updateTime
     created_at: datetime | None = None  # IST, from OrderDateTime / createTime
@@ -78,6 +81,33 @@ class OrderReport:
     @property
     def exchange_accepted(self) -> bool:
         return self.status in EXCHANGE_ACCEPTED_STATUSES
+
+    @property
+    def key(self) -> str:
+        """This report's order leg: a BO's or CO's exit legs share the entry's order id."""
+        return leg_key(self.order_id, self.leg)
+
+
+ENTRY_LEG = 1
+# Dhan's leg numbers (LegNo on the stream) and names (legName in REST and modify calls).
+LEG_NAMES = {1: "ENTRY_LEG", 2: "STOP_LOSS_LEG", 3: "TARGET_LEG"}
+BRACKET_PRODUCTS = frozenset({"BO", "CO"})
+
+
+def leg_key(order_id: str, leg: int) -> str:
+    """One order leg as a key: the order id for an entry (every plain order), else the id
+    and the leg, so an exit leg's fills and state are never counted as its entry's."""
+    return order_id if leg == ENTRY_LEG else f"{order_id}#{leg}"
+
+
+def bracket_values_known(report: OrderReport) -> bool:
+    """Whether a BO/CO entry carries what its follower's order needs: a BO its profit and
+    stop-loss distances (REST rows carry them, the stream does not), a CO its trigger."""
+    if report.product_type == "BO":
+        return report.bo_profit_value > 0 and report.bo_stop_loss_value > 0
+    if report.product_type == "CO":
+        return report.trigger_price > 0
+    return True
 
 
 def book_order(report: OrderReport) -> tuple[float, float, int, str]:

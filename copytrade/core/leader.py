@@ -83,6 +83,11 @@ def merge(known: Merged | None, incoming: OrderReport) -> Merged:
         reason=base.reason or current.reason or incoming.reason,
         amo_time=base.amo_time or current.amo_time or incoming.amo_time,  # REST only, maybe
         placed_in_app=current.placed_in_app or incoming.placed_in_app,
+        # a BO's values come with REST rows only; a frame after them must not erase them
+        bo_profit_value=base.bo_profit_value or current.bo_profit_value
+        or incoming.bo_profit_value,
+        bo_stop_loss_value=base.bo_stop_loss_value or current.bo_stop_loss_value
+        or incoming.bo_stop_loss_value,
     )
     version = max(known.version, incoming_version)
     return Merged(merged, version, merged != current, known.seen | {parameters},

@@ -114,7 +114,7 @@ from enum import StrEnum
 from typing import Literal
 
 from copytrade.core.decide import effective_price, effective_trigger
-from copytrade.core.events import OPEN_STATUSES, TERMINAL_STATUSES, OrderReport
+from copytrade.core.events import ENTRY_LEG, OPEN_STATUSES, TERMINAL_STATUSES, OrderReport
 from copytrade.core.ids import attempt_of, is_ours
 from copytrade.core.leader import order_parameters, report_version, status_rank
 from copytrade.core.orders import (
@@ -584,15 +584,15 @@ def confirmed(previous: Iterable[Divergence], current: Iterable[Divergence]) -> 
 def diff_leader(known: Mapping[str, OrderReport],
                 reported: Sequence[OrderReport]) -> list[OrderReport]:
     """The leader reports from a REST book that are news compared with what the engine
-    knows (`known`: order id -> merged report): new order ids, a status further along,
+    knows (`known`: order leg key -> merged report): new order ids, a status further along,
     more traded, or - unless the row is older than what is known - another status word of
     the same rank (a terminal race) or other order parameters. Only what both dialects
     report alike is compared (`leader.order_parameters`: not the disclosed quantity,
     remarks or times), else every read would be news and reconnect the stream. Stale rows
     (a snapshot older than the stream) are left out. Sorted by update time, then order id,
     to go through the normal decision path."""
-    news = [report for order_id, report in _latest_by_id(reported).items()
-            if _is_news(known.get(order_id), report)]
+    news = [report for key, report in _latest_by_key(reported).items()
+            if _is_news(known.get(key), report)]
     return sorted(news, key=lambda r: (r.updated_at.isoformat() if r.updated_at else "",
                                        r.order_id))
 
@@ -609,16 +609,37 @@ def _is_news(known: OrderReport | None, report: OrderReport) -> bool:
         return False
     # Another word of the same rank (a terminal race), or other parameters: merge decides.
     return ((report.status != known.status and rank == known_rank)
-            or order_parameters(report) != order_parameters(known))
+            or order_parameters(report) != order_parameters(known)
+            or _new_bracket_values(known, report))
+
+
+def _new_bracket_values(known: OrderReport, report: OrderReport) -> bool:
+    """A BO's profit and stop-loss values, which only REST rows carry: news while the
+    stream-fed state lacks them (its follower orders wait for them)."""
+    values = (report.bo_profit_value, report.bo_stop_loss_value)
+    return any(values) and values != (known.bo_profit_value, known.bo_stop_loss_value)
 
 
 def _latest_by_id(reports: Iterable[OrderReport]) -> dict[str, OrderReport]:
-    """One report per order id, the furthest along, chosen whatever the input order."""
+    """One report per order id, the furthest along, chosen whatever the input order.
+    Entries only: a BO's or CO's exit legs share the entry's id, and are Dhan's orders."""
     latest: dict[str, OrderReport] = {}
     for report in reports:
+        if report.leg != ENTRY_LEG:
+            continue
         current = latest.get(report.order_id)
         if current is None or _report_order(report) > _report_order(current):
             latest[report.order_id] = report
+    return latest
+
+
+def _latest_by_key(reports: Iterable[OrderReport]) -> dict[str, OrderReport]:
+    """One report per order leg (`OrderReport.key`), the furthest along."""
+    latest: dict[str, OrderReport] = {}
+    for report in reports:
+        current = latest.get(report.key)
+        if current is None or _report_order(report) > _report_order(current):
+            latest[report.key] = report
     return latest
 
 

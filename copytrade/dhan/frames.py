@@ -142,6 +142,8 @@ def report_from_rest(row: Mapping[str, Any]) -> OrderReport:
         symbol=_text(f, "tradingSymbol"),
         lot_size=None,
         leg=_leg(f, "legName"),
+        bo_profit_value=_float(f, "boProfitValue"),
+        bo_stop_loss_value=_float(f, "boStopLossValue"),
         placed_in_app=False,  # the order book does not say where an order came from
         updated_at=_time(f, "updateTime"),
         created_at=_time(f, "createTime"),
@@ -173,6 +175,9 @@ def _report_from_alert(f: _Fields) -> OrderReport:
         symbol=_text(f, "Symbol"),
         lot_size=_lot_size(f, "LotSize"),
         leg=_leg(f, "LegNo"),
+        # Not in Dhan's documented frame: read if a dialect sends them, else REST supplies
+        bo_profit_value=_float(f, "BoProfitValue"),
+        bo_stop_loss_value=_float(f, "BoStopLossValue"),
         placed_in_app=_text(f, "Source").upper() == "N",
         updated_at=_time(f, "LastUpdatedTime"),
         created_at=_time(f, "OrderDateTime"),
@@ -190,7 +195,8 @@ def _consistent(report: OrderReport) -> OrderReport:
     if report.disclosed_quantity > report.quantity:
         raise MalformedFrame(f"disclosed quantity {report.disclosed_quantity} above the "
                              f"order's quantity {report.quantity}")
-    if max(report.price, report.trigger_price) > MAX_PRICE:
+    if max(report.price, report.trigger_price, report.bo_profit_value,
+           report.bo_stop_loss_value) > MAX_PRICE:
         raise MalformedFrame("price out of range")
     changes: dict[str, Any] = {}
     if report.disclosed_quantity == report.quantity:

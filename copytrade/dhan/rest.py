@@ -31,7 +31,7 @@ from dhanhq import DhanContext, dhanhq
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from copytrade.core.events import OrderReport
+from copytrade.core.events import ENTRY_LEG, OrderReport
 from copytrade.dhan.frames import MalformedFrame, report_from_rest
 from copytrade.dhan.sender import OrderSender, body_excerpt
 from copytrade.redact import redact
@@ -194,6 +194,8 @@ class PlaceRequest:
     validity: str = "DAY"
     after_market_order: bool = False
     amo_time: str = "OPEN"
+    bo_profit_value: float | None = None  # BO only: rupees a unit from the entry's fill
+    bo_stop_loss_value: float | None = None
 
 
 class DhanAccount:
@@ -279,13 +281,18 @@ class DhanAccount:
         book = self.order_book()
         if not book.ok:
             return book
-        found = [r for r in book.data if r.correlation_id == correlation_id]
+        # A BO's or CO's exit legs carry the entry's correlation id: the broker made them,
+        # we did not place them, so only entries answer a lookup.
+        found = [r for r in book.data
+                 if r.correlation_id == correlation_id and r.leg == ENTRY_LEG]
         return Outcome(OutcomeKind.SUCCESS, found) if found else Outcome(OutcomeKind.NOT_FOUND)
 
-    def order(self, order_id: str) -> Outcome:
+    def order(self, order_id: str, leg: int = ENTRY_LEG) -> Outcome:
+        """One leg of an order (a BO/CO answers a row per leg, a plain order one row)."""
         outcome = self._classify(self._api.get_order_by_id(order_id))
         if outcome.ok:
-            reports = self._readable([_one(outcome.data)])
+            rows = outcome.data if isinstance(outcome.data, list) else [outcome.data]
+            reports = [r for r in self._readable(rows) if r.leg == leg]
             if not reports:  # the order exists but its row says nothing we can trust
                 return Outcome(OutcomeKind.UNKNOWN, message="unreadable order row")
             return Outcome(OutcomeKind.SUCCESS, reports[0])
@@ -370,8 +377,8 @@ def place_body(request: PlaceRequest, correlation_id: str) -> dict[str, Any]:
         "disclosedQuantity": int(request.disclosed_quantity),
         "price": float(request.price),
         "afterMarketOrder": request.after_market_order,
-        "boProfitValue": None,
-        "boStopLossValue": None,
+        "boProfitValue": request.bo_profit_value,
+        "boStopLossValue": request.bo_stop_loss_value,
         "triggerPrice": float(request.trigger_price),
     }
     if request.after_market_order:
@@ -446,9 +453,3 @@ def _row_excerpt(row: Any) -> str:
     except (TypeError, ValueError, RecursionError):
         text = type(row).__name__
     return text[:EXCERPT_CHARS]
-
-
-def _one(data: Any) -> dict:
-    if isinstance(data, list):
-        return data[0] if data else {}
-    return data if isinstance(data, dict) else {}

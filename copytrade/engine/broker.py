@@ -31,7 +31,7 @@ class Broker(Protocol):
 
     def cancel(self, order_id: str) -> Outcome: ...
 
-    def order(self, order_id: str) -> Outcome: ...
+    def order(self, order_id: str, leg: int = 1) -> Outcome: ...
 
     def order_book(self) -> Outcome: ...
 
@@ -94,8 +94,8 @@ class SwitchableAccount:
     def cancel(self, order_id: str) -> Outcome:
         return self._inner.cancel(order_id)
 
-    def order(self, order_id: str) -> Outcome:
-        return self._inner.order(order_id)
+    def order(self, order_id: str, leg: int = 1) -> Outcome:
+        return self._inner.order(order_id, leg)
 
     def order_book(self) -> Outcome:
         return self._inner.order_book()

@@ -316,7 +316,7 @@ class _Canceller:
             self.store.update_mirror(mirror, reason=CANCEL_REASON)
             work.intent_id = self.store.add_intent(mirror, IntentAction.CANCEL, INTENT_REQUEST).id
         for order_id in open_ids:
-            leg = executor.cancel(order_id)
+            leg = executor.cancel(order_id, target.leg)
             work.legs.append(leg)
             if leg.refused_token:
                 break  # this account takes no more calls
@@ -378,24 +378,26 @@ class _Canceller:
 
     # -- confirmation: read the cancelled orders back -----------------------------------------
 
-    def _confirm(self, works: Sequence[_Work], seconds: float) -> dict[str, OrderReport]:
+    def _confirm(self, works: Sequence[_Work],
+                 seconds: float) -> dict[tuple[str, int], OrderReport]:
         """The broker's word on every order it took a cancel for, read until it is no
         longer open or `seconds` have passed (follow's stream may have said it already,
         but follow may not be running)."""
-        pending = {leg.order_id: self.executors[work.target.follower]
+        # (order id, leg): a BO's or CO's exit legs share their entry's order id
+        pending = {(leg.order_id, work.target.leg): self.executors[work.target.follower]
                    for work in works for leg in work.legs if leg.sent}
-        reports: dict[str, OrderReport] = {}
+        reports: dict[tuple[str, int], OrderReport] = {}
         deadline = time.monotonic() + seconds
         delay = 0.05
         while pending:
-            for order_id, executor in list(pending.items()):
-                found = executor.order(order_id)
+            for key, executor in list(pending.items()):
+                found = executor.order(*key)
                 if found.ok:
-                    reports[order_id] = found.data
+                    reports[key] = found.data
                     if found.data.status not in OPEN_STATUSES:
-                        del pending[order_id]
+                        del pending[key]
                 elif found.kind is OutcomeKind.AUTH:
-                    del pending[order_id]
+                    del pending[key]
             remaining = deadline - time.monotonic()
             if not pending or remaining <= 0:
                 break
@@ -403,12 +405,14 @@ class _Canceller:
             delay = min(delay * 2, 0.5)
         return reports
 
-    def _finish(self, work: _Work, confirmed: Mapping[str, OrderReport]) -> list[CancelResult]:
+    def _finish(self, work: _Work,
+                confirmed: Mapping[tuple[str, int], OrderReport]) -> list[CancelResult]:
         target = work.target
         with _write(self.store):
             for leg in work.legs:
-                if leg.order_id in confirmed:
-                    self.updater.apply_report(work.mirror_id, confirmed[leg.order_id])
+                if (leg.order_id, target.leg) in confirmed:
+                    self.updater.apply_report(work.mirror_id,
+                                              confirmed[(leg.order_id, target.leg)])
             mirror = self.store.mirror_by_id(work.mirror_id)
             legs = legs_of(mirror)
             results = [self._leg_result(target, leg, legs.get(leg.order_id)) for leg in work.legs]

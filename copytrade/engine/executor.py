@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from copytrade.core.events import OPEN_STATUSES, OrderReport, OrderStatus
+from copytrade.core.events import ENTRY_LEG, OPEN_STATUSES, OrderReport, OrderStatus
 from copytrade.core.intents import IntentStatus
 from copytrade.dhan.rest import STATIC_IP_CODE, Outcome, OutcomeKind, PlaceRequest
 from copytrade.engine import faultpoints
@@ -254,8 +254,9 @@ class Executor:
             self.refused = outcome
         return outcome
 
-    def order(self, order_id: str) -> Outcome:
-        return self.read(lambda: self.broker.order(order_id))
+    def order(self, order_id: str, leg: int = ENTRY_LEG) -> Outcome:
+        """One leg of an order (a BO's or CO's exit legs share the entry's order id)."""
+        return self.read(lambda: self.broker.order(order_id, leg))
 
     def positions(self) -> Outcome:
         return self.read(self.broker.positions)
@@ -379,7 +380,7 @@ class Executor:
                 break
         return CallResult(outcome)
 
-    def cancel(self, order_id: str) -> CancelOutcome:
+    def cancel(self, order_id: str, leg: int = ENTRY_LEG) -> CancelOutcome:
         """Cancel one order until it converges on "not open": an unknown outcome is read
         back after a backoff and, while the order is still open, sent again (a cancel is
         idempotent); a definitive answer is read back once and reported with the order's
@@ -400,7 +401,7 @@ class Executor:
             unknown = outcome.kind is OutcomeKind.UNKNOWN
             if unknown and self.wait(self.lookup_backoff.delay(attempt)):
                 return CancelOutcome(order_id, False, outcome, report, tuple(earlier), True)
-            found = self.order(order_id)
+            found = self.order(order_id, leg)
             if found.kind is OutcomeKind.AUTH:
                 return CancelOutcome(order_id, False, found, None, tuple(earlier))
             report = found.data if found.ok else None

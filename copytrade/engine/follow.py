@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 import pytz
 
 from copytrade.config.model import FollowerConfig
-from copytrade.core.events import OrderReport, book_order
+from copytrade.core.events import ENTRY_LEG, OrderReport, book_order
 from copytrade.core.freeze import freeze_limit_for, load_freeze_limits
 from copytrade.core.ids import correlation_id, is_ours
 from copytrade.core.intents import IntentAction, IntentStatus
@@ -208,7 +208,8 @@ class FollowEngine:
                 freeze_table),
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change,
-            last_price=self.leader.last_price, tick_size=self.instruments.tick_size)
+            last_price=self.leader.last_price, tick_size=self.instruments.tick_size,
+            leader_order=self._leader_entry)
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,
@@ -221,11 +222,11 @@ class FollowEngine:
         # Fills already in the positions just read must not be counted again when the
         # catch-up replays today's orders.
         self.replicator.leader_traded_at_start = {
-            r.order_id: r.traded_quantity for r in leader_book.data}
+            r.key: r.traded_quantity for r in leader_book.data}
         for follower in self.followers:
             book = self.accounts[follower.name].order_book()
             if book.ok:
-                traded = {(follower.name, r.order_id): r.traded_quantity for r in book.data}
+                traded = {(follower.name, r.key): r.traded_quantity for r in book.data}
                 self.replicator.follower_traded.update(traded)
                 self.updater.traded_at_start.update(traded)
                 self._find_adoptable(follower.name, book.data)
@@ -245,14 +246,19 @@ class FollowEngine:
         return (stream is not None and stream.state == StreamState.CONNECTED.value
                 and not self.follower_pipeline.busy)
 
+    def _leader_entry(self, order_id: str) -> OrderReport | None:
+        """The leader's order row by REST (a BO's values, which the stream lacks)."""
+        found = self.leader.order(order_id)
+        return found.data if found.ok else None
+
     def _find_adoptable(self, name: str, book: list[OrderReport]) -> None:
         """Orders at the broker carrying our correlation id that the store does not know
         (a lost, emptied or new database): the replicator adopts them instead of placing
         the same mirror again."""
         assert self.replicator is not None
         for report in book:
-            if not is_ours(report.correlation_id):
-                continue
+            if not is_ours(report.correlation_id) or report.leg != ENTRY_LEG:
+                continue  # (exit legs are Dhan's, and follow their entry's mirror)
             if self.store.mirror_for_follower_order(name, report.order_id,
                                                     report.correlation_id) is not None:
                 continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from copytrade.core.events import OrderReport, OrderStatus
+from copytrade.core.events import ENTRY_LEG, OrderReport, OrderStatus, leg_key
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger, trigger_for_legs
 from copytrade.core.reasons import ReasonCode, ioc_unfilled_text
@@ -50,7 +50,8 @@ class MirrorUpdater:
                                  report.quantity]
         traded = sum(leg[1] for leg in legs.values())
         # Fills already inside the positions read at start are not counted again.
-        in_snapshot = sum(self.traded_at_start.get((mirror.follower, oid), 0) for oid in legs)
+        in_snapshot = sum(self.traded_at_start.get((mirror.follower, leg_key(oid, mirror.leg)), 0)
+                          for oid in legs)
         delta = traded - max(mirror.filled_quantity, in_snapshot)
         if delta > 0:
             self.positions(mirror.follower).apply_fill(
@@ -67,7 +68,8 @@ class MirrorUpdater:
         if mirror.reason_code == ReasonCode.LATE_MARKET_IOC.value:
             fields.update(self._ioc_end(mirror, status, traded))
         elif (status == OrderStatus.CANCELLED and previous[0] != OrderStatus.CANCELLED
-                and self._not_ours(mirror)):
+                and mirror.leg == ENTRY_LEG and self._not_ours(mirror)):
+            # (an exit leg's cancel is Dhan's: its other leg traded, or the entry ended)
             fields["reason"] = CANCELLED_OUTSIDE
             fields["reason_code"] = ReasonCode.CANCELLED_OUTSIDE.value
             self.store.audit("divergence", f"CANCELLED_OUTSIDE: follower order "
@@ -115,8 +117,8 @@ class MirrorUpdater:
             self.store.audit("anomaly", f"{mirror.follower}: {exc}", follower=mirror.follower,
                              leader_order_id=mirror.leader_order_id)
             return
-        if step.changed and step.state is MirrorState.FILLED:
-            self._record_fill_lag(mirror)
+        if step.changed and step.state is MirrorState.FILLED and mirror.leg == ENTRY_LEG:
+            self._record_fill_lag(mirror)  # measured from the leader's entry: entries only
         if step.changed:
             self.on_change()
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from copytrade.core.events import OPEN_STATUSES, OrderReport, book_order
+from copytrade.core.events import ENTRY_LEG, OPEN_STATUSES, OrderReport, book_order
 from copytrade.core.reasons import ReasonCode
 from copytrade.dhan.rest import OutcomeKind
 from copytrade.engine.executor import token_refused_text
@@ -411,6 +411,9 @@ class _Replay:
             worker = engine.workers[name]
             return _done(intents, self.store, worker.halted_reason, self.settle_seconds)
         if mirror is None:
+            if report.leg != ENTRY_LEG:
+                return (ResultKind.NOT_YET, f"exit leg {report.leg} of a {report.product_type}: "
+                        "the follower's is made by Dhan when its own entry fills", False)
             if report.status in OPEN_STATUSES and not report.exchange_accepted:
                 return (ResultKind.NOT_YET, f"leader order is {report.status.lower()}: "
                         "mirrored once the exchange accepts it", False)

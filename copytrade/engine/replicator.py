@@ -23,7 +23,7 @@ from copytrade.core.decide import (
     is_reopenable,
     needs_quote,
 )
-from copytrade.core.events import OrderReport, OrderStatus
+from copytrade.core.events import ENTRY_LEG, OrderReport, OrderStatus, bracket_values_known
 from copytrade.core.ids import attempt_of, correlation_id
 from copytrade.core.intents import IntentAction
 from copytrade.core.leader import Merged, merge
@@ -32,6 +32,7 @@ from copytrade.core.plan import PlanInputs, needs_size, plan
 from copytrade.core.reasons import ReasonCode
 from copytrade.core.sizing import Capital, Caps, NetPositions, SizingRule
 from copytrade.engine import faultpoints
+from copytrade.engine.legs import ExitLegs
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import Intent, MirrorOrder
@@ -93,7 +94,9 @@ class Replicator:
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  last_price: Callable[[str, str], float | None] = lambda seg, sid: None,
                  on_change: Callable[[], None] = lambda: None,
-                 tick_size: TickFn | None = None) -> None:
+                 tick_size: TickFn | None = None,
+                 leader_order: Callable[[str], OrderReport | None] = lambda order_id: None,
+                 ) -> None:
         self.store = store
         self.followers = followers
         self.updater = updater
@@ -106,6 +109,10 @@ class Replicator:
         self.now = now
         self.last_price = last_price
         self.on_change = on_change
+        # A leader order's entry row read by REST: a BO's values are not on the stream.
+        self.leader_order = leader_order
+        self._bracket_asked: set[str] = set()
+        self.exit_legs = ExitLegs(store, updater, trading_date)
         # The instrument list's tick sizes; read from the store when the caller has none.
         # No tick size known: a late market order is skipped with the reason (see plan).
         self.tick_size = tick_size or (lambda exchange_segment, security_id: None)
@@ -141,13 +148,18 @@ class Replicator:
         seen_at = self.wall()
         started = time.perf_counter()
         self.stats.leader_reports += 1
-        known = self.leaders.get(report.order_id)
+        known = self.leaders.get(report.key)
         merged = merge(known, report)
         if not merged.changed:
             self.stats.duplicates += 1
             if known is not None and merged.rest_disagrees != known.rest_disagrees:
-                self.leaders[report.order_id] = merged  # bookkeeping only: nothing to commit
+                self.leaders[report.key] = merged  # bookkeeping only: nothing to commit
             return
+        if report.leg != ENTRY_LEG:
+            self._on_exit_leg(known, merged)
+            return
+        if not bracket_values_known(merged.report):
+            merged = replace(merged, report=self._with_bracket_values(merged.report))
         leader = merged.report
         submissions: list[tuple[FollowerPlan, int]] = []
         self._fresh.clear()
@@ -168,10 +180,10 @@ class Replicator:
             self._record_not_mirrored(leader, exc)
             return
         # Memory follows the database: only what is committed is known.
-        self.leaders[report.order_id] = merged
+        self.leaders[report.key] = merged
         self._track_working(leader)
         previously_traded = (known.report.traded_quantity if known
-                             else self.leader_traded_at_start.get(leader.order_id, 0))
+                             else self.leader_traded_at_start.get(leader.key, 0))
         if leader.traded_quantity > previously_traded:
             self.leader_positions.apply_fill(leader.security_id, leader.product_type,
                                              leader.transaction_type,
@@ -185,6 +197,45 @@ class Replicator:
         self.stats.decide_seconds.append(time.perf_counter() - started)
         del self.stats.decide_seconds[:-10_000]  # bounded: recent samples only
         self.on_change()
+
+    def _on_exit_leg(self, known: Merged | None, merged: Merged) -> None:
+        """A leader BO's or CO's exit leg: recorded, and each follower's same leg (or its
+        entry, still working) brought in line (engine/legs.py)."""
+        leg = merged.report
+        submissions: list[tuple[FollowerPlan, int]] = []
+        try:
+            with self.store.write():
+                self.store.save_leader_leg(leg)
+                for follower in self.followers:
+                    if not follower.stopped_reason():
+                        submissions += [(follower, intent_id) for intent_id in
+                                        self.exit_legs.decide(follower.name, leg.order_id,
+                                                              leg.leg)]
+        except Exception as exc:
+            self._record_not_mirrored(leg, exc)
+            return
+        self.leaders[leg.key] = merged
+        previously_traded = (known.report.traded_quantity if known
+                             else self.leader_traded_at_start.get(leg.key, 0))
+        if leg.traded_quantity > previously_traded:  # the exit moves the leader's position
+            self.leader_positions.apply_fill(leg.security_id, leg.product_type,
+                                             leg.transaction_type,
+                                             leg.traded_quantity - previously_traded)
+        self._submit(submissions)
+        self.on_change()
+
+    def _with_bracket_values(self, leader: OrderReport) -> OrderReport:
+        """A BO entry seen on the stream, which does not carry its profit and stop-loss
+        values: read once from its REST row. Not found: the planner waits, and the next
+        read of the leader's book (every reconcile interval) brings them."""
+        if leader.product_type != "BO" or leader.order_id in self._bracket_asked:
+            return leader
+        self._bracket_asked.add(leader.order_id)
+        row = self.leader_order(leader.order_id)
+        if row is None or not bracket_values_known(row):
+            return leader
+        return replace(leader, bo_profit_value=row.bo_profit_value,
+                       bo_stop_loss_value=row.bo_stop_loss_value)
 
     def _submit(self, submissions: list[tuple[FollowerPlan, int]]) -> None:
         """Hand committed intents to their workers; a new place goes with what was just
@@ -204,8 +255,9 @@ class Replicator:
         now, oldest first, by the same planner: placed, or skipped when too old. Returns
         how many leader orders were decided on."""
         plan = next(p for p in self.followers if p.name == name)
-        missed = sorted((m.report for order_id, m in self.leaders.items()
-                         if not has_mirror(order_id, name)), key=_first_seen)
+        missed = sorted((m.report for m in self.leaders.values()
+                         if m.report.leg == ENTRY_LEG
+                         and not has_mirror(m.report.order_id, name)), key=_first_seen)
         for leader in missed:
             self._fresh.clear()
             self._price_now = self._quote(leader) if needs_quote(leader) else None
@@ -257,7 +309,7 @@ class Replicator:
         sign = -1 if side == "SELL" else 1
         working = self._working.get((security, product, side), {})
         leader_working = sum(q for oid, q in working.items() if oid != leader.order_id)
-        own_fills_in_book = self.leader_traded_at_start.get(leader.order_id, 0)
+        own_fills_in_book = self.leader_traded_at_start.get(leader.key, 0)
         leader_before = (self.leader_positions.net(security, product)
                          + sign * (leader_working - own_fills_in_book))
         follower_net = follower.positions.net(security, product)
@@ -431,6 +483,7 @@ class Replicator:
                 "disclosed_quantity": action.disclosed_quantity,
                 "validity": action.validity or leader.validity,
                 **amo_fields(leader),
+                **bracket_fields(leader),
             },
             "slice": action.slice or self._freeze_unknown(leader),
             "seen_at": seen_at,
@@ -597,13 +650,25 @@ class Replicator:
     # ---- follower side --------------------------------------------------------------------
 
     def on_follower_report(self, follower: str, report: OrderReport) -> None:
+        intent_ids: list[int] = []
         with self.store.write():
             mirror = self.store.mirror_for_follower_order(follower, report.order_id,
                                                           report.correlation_id)
             if mirror is None:  # the follower's own order: its fills still move the position
                 self._count_foreign_fills(follower, report)
                 return
-            self.updater.apply_report(mirror.id, report)
+            if report.leg != ENTRY_LEG:  # an exit leg Dhan made when the entry filled
+                mirror, new = self.exit_legs.mirror_for(mirror, report)
+                self.updater.apply_report(mirror.id, report)
+                if new:  # the leader may have moved or left its leg meanwhile
+                    intent_ids = self.exit_legs.decide(follower, mirror.leader_order_id,
+                                                       report.leg)
+            else:
+                self.updater.apply_report(mirror.id, report)
+        plan = next((p for p in self.followers if p.name == follower), None)
+        for intent_id in intent_ids:
+            if plan is not None:
+                plan.submit(intent_id)
         self.on_change()
 
 
@@ -627,7 +692,7 @@ class Replicator:
 
     def _count_foreign_fills(self, follower: str, report: OrderReport) -> None:
         self.note_foreign(follower, report)
-        key = (follower, report.order_id)
+        key = (follower, report.key)
         delta = report.traded_quantity - self.follower_traded.get(key, 0)
         if delta > 0:
             self.follower_traded[key] = report.traded_quantity
@@ -653,6 +718,15 @@ def mirror_view(mirror: MirrorOrder) -> MirrorView:
         reopenable=is_reopenable(MirrorState(mirror.state), mirror.reason_code,
                                  shadow=mirror.shadow),
         chase=is_chase(mirror.reason_code))
+
+
+def bracket_fields(leader: OrderReport) -> dict:
+    """A BO's profit and stop-loss values, mirrored as they are: distances in rupees a unit
+    from the entry's fill, the same for any size (a CO's stop-loss is its trigger)."""
+    if leader.product_type != "BO":
+        return {}
+    return {"bo_profit_value": leader.bo_profit_value,
+            "bo_stop_loss_value": leader.bo_stop_loss_value}
 
 
 def amo_fields(leader: OrderReport) -> dict:

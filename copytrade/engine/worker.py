@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from copytrade.core.events import OPEN_STATUSES
+from copytrade.core.events import ENTRY_LEG, OPEN_STATUSES, OrderReport
 from copytrade.core.intents import IntentAction, IntentStatus
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.dhan.rest import OutcomeKind
@@ -321,11 +321,25 @@ class FollowerWorker:
         if outcome.kind is OutcomeKind.AUTH:
             self.executor.halt(intent)
             return
+        ended = None if outcome.ok else self._leg_ended(mirror, order_id)
         with self.store.write():
+            if ended is not None:  # converged: Dhan ended the leg (traded, or its OCO)
+                self.updater.apply_report(mirror.id, ended)
+                self.store.finish_intent(intent, IntentStatus.CHECKED,
+                                         f"{outcome.describe()}; leg is {ended.status}")
+                return
             self.store.finish_intent(intent, intent_status(outcome), outcome.describe())
             if not outcome.ok:
                 self.store.audit("modify_failed", outcome.describe(), follower=self.name,
                                  leader_order_id=mirror.leader_order_id)
+
+    def _leg_ended(self, mirror: MirrorOrder, order_id: str) -> OrderReport | None:
+        """An exit leg whose modify was refused because it had ended meanwhile (both
+        stops trigger on the same tick): its report, read back; None otherwise."""
+        if mirror.leg == ENTRY_LEG:
+            return None
+        found = self.executor.order(order_id, mirror.leg)
+        return found.data if found.ok and found.data.is_terminal else None
 
     def _cancel(self, intent: Intent, request: dict) -> None:
         mirror = self.store.mirror_by_id(intent.mirror_id)
@@ -341,7 +355,7 @@ class FollowerWorker:
             return
         legs: list[CancelOutcome] = []
         for order_id in open_legs:
-            leg = self.executor.cancel(order_id)
+            leg = self.executor.cancel(order_id, mirror.leg)
             if leg.stopped:
                 return
             if leg.refused_token:

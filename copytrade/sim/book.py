@@ -12,13 +12,13 @@ import math
 import random
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from pyrate_limiter import Duration, InMemoryBucket, Rate
 
-from copytrade.sim import errors
+from copytrade.sim import bracket, errors
 from copytrade.sim.accounts import TOKEN_LIFETIME, Account, order_margin
 from copytrade.sim.clock import IST, Clock, SystemClock
 from copytrade.sim.dialects import PRESETS, Dialect
@@ -27,9 +27,10 @@ from copytrade.sim.instruments import (
     DEFAULT_INSTRUMENTS,
     SEGMENT_CODES,
     Instrument,
+    on_tick,
     scrip_master_csv,
 )
-from copytrade.sim.orders import SimOrder, Trade
+from copytrade.sim.orders import ENTRY_LEG, LEGGED_PRODUCTS, SimOrder, Trade
 from copytrade.sim.validation import (
     MAX_PRICE,
     MAX_QUANTITY,
@@ -63,11 +64,6 @@ def check_funds(funds: object) -> float:
     return float(funds)
 
 
-def on_tick(price: float, tick_size: float) -> bool:
-    ticks = round(price / tick_size)
-    return abs(ticks * tick_size - price) < 1e-6
-
-
 class Book:
     def __init__(self, *, funds: float = 1_000_000.0, clock: Clock | None = None,
                  seed: int | None = None,
@@ -95,6 +91,8 @@ class Book:
         self._frame_counts: dict[str, int] = {}  # per account, for camelCase frames
         self._quote_windows: dict[str, tuple[int, InMemoryBucket]] = {}
         self.ip_refused: set[str] = set()  # accounts whose order calls come from a wrong IP
+        self.bo_co_refused: set[str] = set()  # accounts not enabled for BO/CO orders
+        self.brackets = bracket.Brackets(self)
 
     # ---- dialects ---------------------------------------------------------------------
 
@@ -118,6 +116,14 @@ class Book:
                 self.ip_refused.discard(client_id)
             else:
                 self.ip_refused.add(client_id)
+
+    def set_bo_co_allowed(self, client_id: str, allowed: bool) -> None:
+        with self._lock:
+            self.account(client_id)
+            if allowed:
+                self.bo_co_refused.discard(client_id)
+            else:
+                self.bo_co_refused.add(client_id)
 
     def _check_static_ip(self, account: Account, source: str) -> None:
         # Only API calls come from the user's IP; Dhan's own app ("N") is never refused.
@@ -207,6 +213,8 @@ class Book:
         self._check_static_ip(account, source)
         request = parse_place(body, self.instruments, slicing=slicing)
         with self._lock:
+            if request.product_type in LEGGED_PRODUCTS:
+                self._check_bracket_place(account, request)
             if not slicing:
                 return [self._enter(account, request, source)]
             lots_per_slice = slice_size(request.instrument)
@@ -218,6 +226,11 @@ class Book:
                     request, quantity=size, disclosed_quantity=disclosed), source))
                 left -= size
             return placed
+
+    def _check_bracket_place(self, account: Account, request: PlaceRequest) -> None:
+        if account.client_id in self.bo_co_refused:
+            raise errors.order_error("BO/CO orders are not enabled for this account")
+        bracket.check_place(request, self.prices[request.instrument.security_id])
 
     def _enter(self, account: Account, request: PlaceRequest, source: str) -> SimOrder:
         now = self.clock.now()
@@ -289,13 +302,19 @@ class Book:
         self._check_static_ip(account, source)
         request = parse_modify(body)
         with self._lock:
-            order = self._own_order(account, order_id)
+            entry = self._own_order(account, order_id)
+            order = bracket.leg_named(entry, request.leg_name)
+            what = f"Order {order_id}" + ("" if order is entry else f" {order.leg_name}")
             if not order.is_open:
-                raise errors.order_error(f"Order {order_id} is {order.status} and cannot be "
-                                         "modified")
-            if order.modifications >= MAX_MODIFICATIONS:
-                raise errors.order_error(f"Order {order_id} has reached the maximum of "
+                raise errors.order_error(f"{what} is {order.status} and cannot be modified")
+            if order.modifications >= MAX_MODIFICATIONS:  # counted per leg
+                raise errors.order_error(f"{what} has reached the maximum of "
                                          f"{MAX_MODIFICATIONS} modifications")
+            if order is not entry:
+                return self.brackets.modify_exit_leg(order, request, source)
+            if order.is_legged:
+                bracket.check_entry_modify(order, request,
+                                           self.prices[order.instrument.security_id])
             check_quantity(order.instrument, request.quantity, request.disclosed_quantity,
                            allow_above_freeze=False)
             check_prices(request.order_type, order.transaction_type, request.price,
@@ -325,6 +344,8 @@ class Book:
         self._check_static_ip(account, source)
         with self._lock:
             order = self._own_order(account, order_id)
+            if not order.is_open and self.brackets.has_open_exit(order):
+                return self.brackets.exit(order, source)
             if not order.is_open:
                 raise errors.order_error(f"Order {order_id} is {order.status} and cannot be "
                                          "cancelled")
@@ -351,20 +372,27 @@ class Book:
         """The clean rows, whatever the dialect (the snapshot's view)."""
         with self._lock:
             own = [o for o in self.orders.values() if o.client_id == account.client_id]
-            return [o.to_rest() for o in reversed(own)]  # newest first, like Dhan
+            # Newest first, like Dhan; a BO/CO's legs follow their entry.
+            return [leg.to_rest() for o in reversed(own) for leg in o.legs]
 
-    def order(self, account: Account, order_id: str) -> dict:
+    def order(self, account: Account, order_id: str) -> dict | list[dict]:
         with self._lock:
-            row = self._own_order(account, order_id).to_rest()
-        return self.dialect_of(account.client_id).order_row(row)
+            return self._lookup_answer(account, self._own_order(account, order_id))
 
-    def order_by_correlation(self, account: Account, correlation_id: str) -> dict:
+    def order_by_correlation(self, account: Account, correlation_id: str) -> dict | list[dict]:
         with self._lock:
             for order in self.orders.values():
                 if order.client_id == account.client_id and order.correlation_id == correlation_id:
-                    return self.dialect_of(account.client_id).order_row(order.to_rest())
+                    return self._lookup_answer(account, order)
         raise errors.order_error(f"No order with correlation id {correlation_id}",
                                  http_status=404)
+
+    def _lookup_answer(self, account: Account, order: SimOrder) -> dict | list[dict]:
+        """One row for a plain order; for a BO/CO the list of its legs' rows, entry first."""
+        dialect = self.dialect_of(account.client_id)
+        if not order.is_legged:
+            return dialect.order_row(order.to_rest())
+        return [dialect.order_row(leg.to_rest()) for leg in order.legs]
 
     def trade_list(self, account: Account, order_id: str | None = None) -> list[dict]:
         dialect = self.dialect_of(account.client_id)
@@ -373,9 +401,10 @@ class Book:
     def _trade_rows(self, account: Account, order_id: str | None = None) -> list[dict]:
         with self._lock:
             if order_id is not None:
-                return [t.to_rest() for t in self._own_order(account, order_id).trades]
+                legs = self._own_order(account, order_id).legs
+                return [t.to_rest() for leg in legs for t in leg.trades]
             own = [o for o in self.orders.values() if o.client_id == account.client_id]
-            return [t.to_rest() for o in own for t in o.trades]
+            return [t.to_rest() for o in own for leg in o.legs for t in leg.trades]
 
     def position_list(self, account: Account) -> list[dict]:
         with self._lock:
@@ -470,10 +499,11 @@ class Book:
                 or not 1 <= steps <= MAX_PRICE_STEPS:
             raise errors.bad_input(f"steps must be a whole number from 1 to {MAX_PRICE_STEPS}")
         with self._lock:
-            # No order is created during the walk (the lock is held), so the open orders of
-            # each security are gathered once instead of scanning the whole book every step.
+            # Only a BO/CO entry ending creates orders during the walk (its exit legs, same
+            # security), so the open orders of each security are gathered once instead of
+            # scanning the whole book every step.
             resting: dict[str, list[SimOrder]] = {}
-            for order in self.orders.values():
+            for order in self._every_leg():
                 if order.is_open:
                     resting.setdefault(order.instrument.security_id, []).append(order)
             for _ in range(steps):
@@ -485,7 +515,8 @@ class Book:
                     if waiting:
                         for order in waiting:
                             self._match(order)
-                        resting[security_id] = [o for o in waiting if o.is_open]
+                        resting[security_id] = [leg for o in waiting for leg in o.legs
+                                                if leg.is_open]
             return dict(self.prices)
 
     def set_fill_size(self, quantity: int | None, security_id: str | None = None) -> None:
@@ -511,10 +542,13 @@ class Book:
         """The session closes: every open order EXPIRES, new regular orders are refused."""
         with self._lock:
             self.session_open = False
-            expiring = [o for o in self.orders.values() if o.is_open]
-            for order in expiring:
-                self._finish(order, "EXPIRED", "Order expired at the end of the session")
-            return len(expiring)
+            expired = 0
+            # A BO/CO entry expiring part-filled creates exit legs: they expire next round.
+            while expiring := [o for o in self._every_leg() if o.is_open]:
+                for order in expiring:
+                    self._finish(order, "EXPIRED", "Order expired at the end of the session")
+                expired += len(expiring)
+            return expired
 
     def start_session(self, *, new_day: bool = False) -> None:
         """Open the market; a new day starts with empty order and trade books."""
@@ -556,8 +590,18 @@ class Book:
         return order
 
     def _open_orders(self, account: Account) -> list[SimOrder]:
-        return [o for o in self.orders.values()
+        return [o for o in self._every_leg()
                 if o.client_id == account.client_id and o.is_open]
+
+    def _every_leg(self) -> Iterator[SimOrder]:
+        """Every order, each BO/CO entry followed by its exit legs."""
+        for order in self.orders.values():
+            yield order
+            yield from order.exit_legs
+
+    def _new_exchange_order_id(self) -> str:
+        self._sequence += 1
+        return str(10**15 + self._sequence)
 
     def _publish(self, order: SimOrder) -> None:
         client_id = order.client_id
@@ -569,6 +613,8 @@ class Book:
         order.status = status
         order.updated = self.clock.now()
         self._publish(order)
+        if order.product_type in LEGGED_PRODUCTS:
+            self.brackets.on_status(order)
 
     def _finish(self, order: SimOrder, status: str, reason: str, code: str = "") -> None:
         order.reason = reason
@@ -576,7 +622,7 @@ class Book:
         self._set_status(order, status)
 
     def _match_security(self, security_id: str) -> None:
-        for order in list(self.orders.values()):
+        for order in list(self._every_leg()):
             if order.is_open and order.instrument.security_id == security_id:
                 self._match(order)
 
@@ -594,7 +640,7 @@ class Book:
     def _match(self, order: SimOrder) -> None:
         if not order.is_open or order.status == "TRANSIT":
             return
-        if order.after_market_order and not self.session_open:
+        if not self.session_open:  # only AMO orders (and expiring exit legs) are open then
             return
         last = self.prices[order.instrument.security_id]
         if not self._crosses(order, last):
@@ -624,3 +670,5 @@ class Book:
             position.sell_quantity += quantity
             position.sell_value += price * quantity
         self._set_status(order, "TRADED" if order.remaining == 0 else "PART_TRADED")
+        if order.leg_name != ENTRY_LEG:
+            self.brackets.on_exit_fill(order, quantity)

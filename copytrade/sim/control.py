@@ -102,6 +102,8 @@ ACTIONS: dict[tuple[str, str], Action] = {
         _id(body, "client_id"), body.get("dialect"), body.get("flags"))),
     ("POST", "/accounts/static-ip"): lambda sim, body: _ok(sim.set_ip_whitelisted(
         _id(body, "client_id"), _flag(body, "whitelisted", True))),
+    ("POST", "/accounts/bo-co"): lambda sim, body: _ok(sim.set_bo_co_allowed(
+        _id(body, "client_id"), _flag(body, "allowed", True))),
     ("POST", "/app/place"): lambda sim, body: _ok(sim.app_place(
         _id(body, "client_id"), body["order"])),
     ("POST", "/app/modify"): lambda sim, body: _ok(sim.app_modify(

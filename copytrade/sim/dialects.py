@@ -16,6 +16,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from copytrade.sim.orders import LEGGED_PRODUCTS
+
 CLEAN = "clean"
 REALISTIC = "realistic"
 # Placeholders seen in captured rows for fields the exchange has not answered yet.
@@ -24,7 +26,6 @@ NO_EXCHANGE_ORDER_ID = "0"
 NO_EXPIRY_DATE = "0001-01-01"
 NO_EXPIRY_TIME = "0001-01-01 00:00:00"
 CONFIRMED = "CONFIRMED"
-LEGGED_PRODUCTS = ("BO", "CO")  # their rows name real legs even in Dhan's messy rows
 MAX_PROTECTION = 0.2  # a band wider than 20% is no protection; keeps prices positive
 MAX_QUOTES_PER_SECOND = 1_000
 MAX_CAMEL_EVERY = 1_000
@@ -77,6 +78,7 @@ class Dialect:
 
     def order_row(self, row: dict[str, Any]) -> dict[str, Any]:
         """A clean order-book row as this dialect writes it."""
+        # BO/CO rows name their real legs even in Dhan's messy rows.
         if self.row_leg_na and row.get("productType") not in LEGGED_PRODUCTS:
             row["legName"] = "NA"
         if self.row_filled_qty:

@@ -77,6 +77,11 @@ class Instrument:
         return self.option_type in ("CE", "PE")
 
 
+def on_tick(price: float, tick_size: float) -> bool:
+    ticks = round(price / tick_size)
+    return abs(ticks * tick_size - price) < 1e-6
+
+
 _EQ_FREEZE = 10_000_000  # equities have no practical per-order freeze limit here
 
 DEFAULT_INSTRUMENTS: tuple[Instrument, ...] = (

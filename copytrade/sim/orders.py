@@ -9,6 +9,9 @@ from copytrade.sim.clock import ist_text
 from copytrade.sim.instruments import Instrument
 
 OPEN_STATUSES = frozenset({"TRANSIT", "PENDING", "PART_TRADED"})
+# Products whose orders have legs (entry, stop-loss, target) under one order id.
+LEGGED_PRODUCTS = ("BO", "CO")
+ENTRY_LEG = "ENTRY_LEG"
 
 # Dhan's stream spells products and order types in short codes.
 PRODUCT_CODES = {"CNC": "C", "INTRADAY": "I", "MARGIN": "M", "MTF": "F", "CO": "V", "BO": "B"}
@@ -76,7 +79,7 @@ class SimOrder:
     correlation_id: str
     created: datetime
     updated: datetime
-    leg_name: str = "ENTRY_LEG"
+    leg_name: str = ENTRY_LEG
     status: str = "TRANSIT"
     filled_quantity: int = 0
     average_price: float = 0.0
@@ -88,6 +91,8 @@ class SimOrder:
     bo_profit_value: float | None = None
     bo_stop_loss_value: float | None = None
     trades: list[Trade] = field(default_factory=list)
+    # A BO/CO entry's stop-loss and target legs (same order id), once the entry has ended.
+    exit_legs: list[SimOrder] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -96,6 +101,15 @@ class SimOrder:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def is_legged(self) -> bool:
+        return self.product_type in LEGGED_PRODUCTS
+
+    @property
+    def legs(self) -> tuple[SimOrder, ...]:
+        """This order's legs, entry first: itself and its exit legs."""
+        return (self, *self.exit_legs)
 
     def to_rest(self) -> dict:
         inst = self.instrument

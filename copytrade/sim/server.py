@@ -159,6 +159,13 @@ class Emulator:
             raise ValueError("whitelisted must be true or false")
         self.book.set_ip_whitelisted(client_id, whitelisted)
 
+    def set_bo_co_allowed(self, client_id: str, allowed: bool = True) -> None:
+        """False: every BO/CO place of the account (API or app) is refused DH-906, as for an
+        account without bracket and cover orders enabled."""
+        if not isinstance(allowed, bool):
+            raise ValueError("allowed must be true or false")
+        self.book.set_bo_co_allowed(client_id, allowed)
+
     # ---- faults ---------------------------------------------------------------------------
 
     def fail_next(self, kind: str, path: str = "*", *, method: str | None = None,

@@ -164,10 +164,12 @@ def parse_place(body: object, instruments: dict[tuple[str, str], Instrument],
         raise bad_input("Invalid correlationId: at most 30 characters of A-Z a-z 0-9 _ -")
     bo_profit = body.get("boProfitValue")
     bo_stop = body.get("boStopLossValue")
-    if product_type == "BO" and (not bo_profit or not bo_stop):
-        raise bad_input("boProfitValue and boStopLossValue are required for BO orders")
+    if product_type == "BO":
+        _bo_distance(body, "boProfitValue")
+        _bo_distance(body, "boStopLossValue")
     if product_type == "CO" and trigger_price <= 0:
-        raise bad_input("triggerPrice is required for CO orders")
+        raise bad_input("triggerPrice is required for CO orders: the stop-loss trigger, "
+                        "more than 0")
     return PlaceRequest(
         instrument=instrument, transaction_type=transaction_type, product_type=product_type,
         order_type=order_type, validity=validity, quantity=quantity, disclosed_quantity=disclosed,
@@ -178,11 +180,21 @@ def parse_place(body: object, instruments: dict[tuple[str, str], Instrument],
     )
 
 
+def _bo_distance(body: dict, key: str) -> float:
+    """A BO's profit or stop-loss value: a price distance per unit, more than 0."""
+    value = _number(body, key)
+    if value <= 0:
+        raise bad_input(f"{key} is required for BO orders: a price distance more than 0")
+    return value
+
+
 def parse_modify(body: object) -> ModifyRequest:
     if not isinstance(body, dict):
         raise bad_input("Request body must be a JSON object")
     order_type = _enum(body, "orderType", ORDER_TYPES)
     leg_name = body.get("legName") or "ENTRY_LEG"
+    if leg_name == "NA":  # what real rows say of a plain order's only leg
+        leg_name = "ENTRY_LEG"
     if leg_name not in LEG_NAMES:
         raise bad_input(f"Invalid value for legName: {shown(leg_name)}")
     price = _number(body, "price")

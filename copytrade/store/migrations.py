@@ -13,7 +13,7 @@ from playhouse.migrate import SqliteMigrator
 from playhouse.migrate import migrate as migrate_columns
 
 from copytrade.errors import StoreError
-from copytrade.store.models import ALL_MODELS
+from copytrade.store.models import ALL_MODELS, LeaderLeg
 
 
 def _v1_initial(db: SqliteDatabase) -> None:
@@ -36,7 +36,13 @@ def _v2_reason_codes(db: SqliteDatabase) -> None:
                        "reason LIKE ? AND reason_code = ''", (code, state, pattern))
 
 
-MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (_v1_initial, _v2_reason_codes)
+def _v3_leader_legs(db: SqliteDatabase) -> None:
+    """leaderleg: the exit legs of the leader's BO/CO orders."""
+    db.create_tables([LeaderLeg])
+
+
+MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
+    _v1_initial, _v2_reason_codes, _v3_leader_legs)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

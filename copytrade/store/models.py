@@ -101,6 +101,27 @@ class MirrorOrder(BaseModel):
         indexes = ((("leader_order", "follower", "leg", "attempt"), True),)
 
 
+class LeaderLeg(BaseModel):
+    """An exit leg (2 stop-loss, 3 target) of a leader BO/CO: Dhan makes them when the
+    entry fills, under the entry's order id. What they first said is kept, so a change the
+    leader made to one (moving the stop) is told from the leg as Dhan set it."""
+
+    order_id = CharField()
+    leg = IntegerField()
+    status = CharField()
+    order_type = CharField()
+    quantity = IntegerField()
+    traded_quantity = IntegerField(default=0)
+    price = FloatField(default=0.0)
+    trigger_price = FloatField(default=0.0)
+    first_price = FloatField(default=0.0)
+    first_trigger_price = FloatField(default=0.0)
+    updated_at = DateTimeField()
+
+    class Meta:
+        primary_key = CompositeKey("order_id", "leg")
+
+
 class Intent(BaseModel):
     """A state-changing call, committed before it is sent and completed after."""
 
@@ -154,4 +175,5 @@ class Setting(BaseModel):
     value = TextField()
 
 
-ALL_MODELS = (LeaderOrder, MirrorOrder, Intent, StateEvent, AuditEvent, Instrument, Setting)
+ALL_MODELS = (LeaderOrder, MirrorOrder, Intent, StateEvent, AuditEvent, Instrument, Setting,
+              LeaderLeg)

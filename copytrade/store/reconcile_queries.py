@@ -23,12 +23,14 @@ _SELECT = (
     "SELECT m.id, m.leader_order_id, m.correlation_id, m.state, m.quantity, "
     "m.filled_quantity, m.legs, m.price, m.trigger_price, m.order_type, m.submitted_at, "
     "m.created_at FROM mirrororder m JOIN leaderorder l ON l.order_id = m.leader_order_id "
-    "WHERE m.follower = ? AND l.trading_date = ? AND m.shadow = 0 AND ")
+    "WHERE m.follower = ? AND l.trading_date = ? AND m.shadow = 0 AND m.leg = 1 AND ")
 
 
 def _select(db: SqliteDatabase, follower: str, trading_date: str, where: str,
             params: tuple, now: datetime) -> list[StoredMirror]:
-    """Today's mirrors of one follower matching `where` (shadow ones never reach a broker)."""
+    """Today's mirrors of one follower matching `where` (shadow ones never reach a broker).
+    Entries only: a BO's or CO's exit legs are Dhan's orders, made when the entry filled,
+    not ours to compare or replace (their mirrors follow their reports)."""
     rows = db.execute_sql(_SELECT + where, (follower, trading_date, *params)).fetchall()
     return [_stored(follower, row, now) for row in rows]
 

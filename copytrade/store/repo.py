@@ -22,7 +22,14 @@ from copytrade.core.events import OrderReport, OrderStatus
 from copytrade.core.intents import IntentAction, IntentStatus, check_move
 from copytrade.core.orders import OPEN_STATES, MirrorState, Transition, Trigger, transition
 from copytrade.redact import redact, redact_value
-from copytrade.store.models import ALL_MODELS, Intent, LeaderOrder, MirrorOrder, StateEvent
+from copytrade.store.models import (
+    ALL_MODELS,
+    Intent,
+    LeaderLeg,
+    LeaderOrder,
+    MirrorOrder,
+    StateEvent,
+)
 
 Legs = dict[str, list[Any]]  # follower order id -> [status, traded, quantity]
 OPEN_STATE_VALUES = tuple(sorted(s.value for s in OPEN_STATES))
@@ -133,6 +140,28 @@ class Store:
             self.db.execute_sql("UPDATE leaderorder SET traded_at = ? WHERE order_id = ? "
                                 "AND traded_at IS NULL", (now, report.order_id))
 
+    def save_leader_leg(self, report: OrderReport) -> LeaderLeg:
+        """An exit leg of a leader BO/CO as now reported; the first report's prices stay."""
+        fields = dict(status=report.status, order_type=report.order_type,
+                      quantity=report.quantity, traded_quantity=report.traded_quantity,
+                      price=report.price, trigger_price=report.trigger_price,
+                      updated_at=self.now())
+        self.db.execute_sql(
+            "UPDATE leaderleg SET status = ?, order_type = ?, quantity = ?, "
+            "traded_quantity = ?, price = ?, trigger_price = ?, updated_at = ? "
+            "WHERE order_id = ? AND leg = ?", (*fields.values(), report.order_id, report.leg))
+        found = self.leader_leg(report.order_id, report.leg)
+        if found is not None:
+            return found
+        self._insert("leaderleg", {"order_id": report.order_id, "leg": report.leg,
+                                   "first_price": report.price,
+                                   "first_trigger_price": report.trigger_price, **fields})
+        return self.leader_leg(report.order_id, report.leg)
+
+    def leader_leg(self, order_id: str, leg: int) -> LeaderLeg | None:
+        return self._select_one(LeaderLeg, "leaderleg", "order_id = ? AND leg = ?",
+                                (order_id, leg))
+
     # ---- mirrors ---------------------------------------------------------------------------
 
     def mirror(self, leader_order_id: str, follower: str, leg: int = 1) -> MirrorOrder | None:
@@ -149,19 +178,23 @@ class Store:
 
     def mirror_for_follower_order(self, follower: str, order_id: str,
                                   correlation_id: str) -> MirrorOrder | None:
-        """The mirror a follower's order belongs to: by correlation id, then by order id
-        (both indexed; every follower frame comes here). Only a report without any
-        correlation id is looked for among the slices' ids, a scan."""
+        """The entry mirror a follower's order belongs to: by correlation id, then by
+        order id (both indexed; every follower frame comes here). Only a report without
+        any correlation id is looked for among the slices' ids, a scan. A BO's or CO's
+        exit legs share the entry's order id and correlation id: they find the entry's
+        mirror too (see `mirror` for the leg's own)."""
         if correlation_id:
             found = self._select_one(MirrorOrder, "mirrororder", "correlation_id = ?",
                                      (correlation_id,))
             if found is not None and found.follower == follower:
                 return found
         found = self._select_one(MirrorOrder, "mirrororder",
-                                 "follower_order_id = ? AND follower = ?", (order_id, follower))
+                                 "follower_order_id = ? AND follower = ? AND leg = 1",
+                                 (order_id, follower))
         if found is not None or correlation_id:
             return found  # a foreign correlation id: not one of ours
-        return self._select_one(MirrorOrder, "mirrororder", "follower = ? AND legs LIKE ?",
+        return self._select_one(MirrorOrder, "mirrororder",
+                                "follower = ? AND leg = 1 AND legs LIKE ?",
                                 (follower, f'%"{order_id}"%'))
 
     def create_mirror(self, **fields: Any) -> MirrorOrder:

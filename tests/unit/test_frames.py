@@ -527,3 +527,21 @@ def test_any_bytes_or_text_parse_or_are_malformed(raw: str | bytes) -> None:
 def test_any_rest_row_parses_or_is_malformed(row: dict[str, Any]) -> None:
     with contextlib.suppress(MalformedFrame):
         assert isinstance(report_from_rest(row), OrderReport)
+
+
+def test_bo_rows_carry_their_values_and_legs() -> None:
+    entry = report_from_rest(rest_row(productType="BO", legName="ENTRY_LEG",
+                                      boProfitValue="5.5", boStopLossValue=2))
+    assert (entry.leg, entry.bo_profit_value, entry.bo_stop_loss_value) == (1, 5.5, 2.0)
+    stop = report_from_rest(rest_row(productType="BO", legName="STOP_LOSS_LEG",
+                                     boProfitValue=None, boStopLossValue=None))
+    assert (stop.leg, stop.key, stop.bo_profit_value) == (2, f"{stop.order_id}#2", 0.0)
+    with pytest.raises(MalformedFrame):
+        report_from_rest(rest_row(productType="BO", boProfitValue="lots"))
+
+
+def test_frames_of_exit_legs_are_told_apart_from_their_entry() -> None:
+    target = parse(Product="B", LegNo=3)
+    entry = parse(Product="B", LegNo=1)
+    assert (target.leg, entry.leg) == (3, 1) and target.key != entry.key
+    assert target.bo_profit_value == 0.0  # Dhan's frame does not carry a BO's values
