@@ -257,6 +257,7 @@ order_ws_url = "{sim.ws_url}"
 [settings]
 instruments_url = "{sim.scrip_master_url}"
 order_rate_scale = {order_rate_scale}
+market_hours = false
 ''']
     for index, account in enumerate(followers):
         blocks.append(f'''[[followers]]

@@ -51,6 +51,7 @@ order_ws_url = "{sim.ws_url}"
 
 [settings]
 instruments_url = "{sim.scrip_master_url}"
+market_hours = false  # the demo's emulator trades at any hour
 {followers}'''
 
 

@@ -53,3 +53,24 @@ class StoreError(CopytradeError):
 
 class DegradedError(CopytradeError):
     """follow ran, but a background loop kept failing: the run must not look clean."""
+
+
+class NotFoundError(CopytradeError):
+    """What the command names (a leader order id, a date with no record) is not there."""
+
+
+class NotRunningError(CopytradeError):
+    """`status`: follow is not running on this home."""
+
+
+class UnhealthyError(CopytradeError):
+    """`status`: follow runs, but an account is disconnected, refused or degraded."""
+
+
+class TamperedError(CopytradeError):
+    """`audit verify`: the audit trail's hash chain is broken (a row altered, inserted or
+    removed)."""
+
+
+class CalendarError(CopytradeError):
+    """The trading calendar does not cover the time asked (past its valid-through date)."""

@@ -157,7 +157,7 @@ def write_private_file(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def check_private_file(path: Path) -> None:
@@ -179,7 +179,7 @@ def check_private_file(path: Path) -> None:
         )
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
     if not _POSIX:
         return

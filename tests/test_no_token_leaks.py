@@ -62,7 +62,7 @@ def _config(sim: Emulator) -> str:
                 f'api_url = "{sim.rest_url}"\norder_ws_url = "{sim.ws_url}"\n')
     return (f"[leader]\n{account(LEADER_ID, 'LEAK_LEADER')}\n"
             f'[settings]\ninstruments_url = "{sim.scrip_master_url}"\n'
-            f"http_timeout_seconds = 2\n\n"
+            f"http_timeout_seconds = 2\nmarket_hours = false\n\n"
             f'[[followers]]\nname = "f1"\nmultiplier = 1.0\n{account(F1_ID, "LEAK_F1")}\n'
             f'[[followers]]\nname = "f2"\nfixed_lots = 2\n{account(F2_ID, "LEAK_F2")}')
 
@@ -217,6 +217,9 @@ def test_demo_prints_nothing_like_a_token(copytrade_home: Path) -> None:
     assert result.returncode == 0, result.stderr.decode()
     text = (result.stdout + result.stderr).decode()
     assert "leader session:" in text  # the demo ran to its summary
+    # its follow lines tell their time in IST, and say so
+    events = [line for line in text.splitlines() if re.search(r" leader \d+: \w+ -> ", line)]
+    assert events and all(re.match(r"\d{2}:\d{2}:\d{2} IST ", line) for line in events), events
     assert re.findall(r"[0-9a-fA-F]{32}", text) == []
     for path in copytrade_home.rglob("*"):  # the demo's files are its own, and gone
         assert not path.is_file() or not re.search(rb"[0-9a-f]{32}", path.read_bytes())

@@ -17,14 +17,20 @@ from typing import Annotated, NoReturn
 import typer
 
 from copytrade import __version__
+from copytrade.cli.audit_cmd import audit_app
 from copytrade.cli.cancel_mirror import cancel_mirror
 from copytrade.cli.config_cmd import config_app
 from copytrade.cli.demo import demo
 from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
+from copytrade.cli.explain import explain
 from copytrade.cli.fast_help import FastHelpGroup
 from copytrade.cli.follow import follow
+from copytrade.cli.mappings import mappings
+from copytrade.cli.market_status import market_status
 from copytrade.cli.replay_missed import replay_missed
 from copytrade.cli.sim import sim
+from copytrade.cli.stats import stats
+from copytrade.cli.status import status
 from copytrade.errors import CopytradeError
 
 PROG_NAME = "copytrade"
@@ -79,6 +85,12 @@ app.command("follow")(follow)
 app.command("cancel-mirror")(cancel_mirror)
 app.command("replay-missed")(replay_missed)
 app.command("demo")(demo)
+app.command("mappings")(mappings)
+app.command("stats")(stats)
+app.command("explain")(explain)
+app.command("status")(status)
+app.command("market-status")(market_status)
+app.add_typer(audit_app, name="audit")
 app.add_typer(config_app, name="config")
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from copytrade.engine.broker import Broker
     from copytrade.engine.follow import FollowEngine
     from copytrade.engine.limits import Limiter
+    from copytrade.engine.market import MarketHours
     from copytrade.engine.tokens import TokenWiring
     from copytrade.engine.wiring import FollowSettings, Wiring
     from copytrade.store.repo import Store
@@ -199,7 +200,18 @@ class Context:
 
         return Wiring(self.settings, self.leader, self.accounts, self.limiter_for,
                       self.trading_date or trading_date_now, tokens=self.token_wiring,
-                      rebuild=self.rebuild)
+                      rebuild=self.rebuild, market=self.market_hours)
+
+    @cached_property
+    def market_hours(self) -> MarketHours | None:
+        """The trading calendar (CalendarError, exit 13, if unreadable or run out), or
+        None with `market_hours = false`."""
+        if not self.config.settings.market_hours:
+            return None
+        from copytrade.core.calendar import load_calendar
+        from copytrade.engine.market import check_calendar
+
+        return check_calendar(load_calendar, self.now)
 
     def follow_engine(self, **options: object) -> FollowEngine:
         """follow's engine on the home's store (options: on_change, stream_options)."""

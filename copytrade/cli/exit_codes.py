@@ -8,9 +8,14 @@ from copytrade.errors import (
     AlreadyRunningError,
     AuthError,
     BrokerError,
+    CalendarError,
     ConfigError,
     DegradedError,
+    NotFoundError,
+    NotRunningError,
     StoreError,
+    TamperedError,
+    UnhealthyError,
     UsageError,
 )
 
@@ -32,6 +37,11 @@ class ExitCode(IntEnum):
     ALREADY_RUNNING = 6
     STORE = 7
     DEGRADED = 8  # follow ran, but a background loop kept failing
+    NOT_FOUND = 9  # the leader order id, or the day, named is not in the record
+    NOT_RUNNING = 10  # status: follow is not running on this home
+    UNHEALTHY = 11  # status: follow runs, but an account is disconnected or refused
+    TAMPERED = 12  # audit verify: the hash chain is broken
+    CALENDAR = 13  # the trading calendar does not cover the time asked
     INTERRUPTED = 130  # 128 + SIGINT, the shell convention
 
 
@@ -44,6 +54,11 @@ _CODE_FOR_ERROR: dict[type[BaseException], ExitCode] = {
     AlreadyRunningError: ExitCode.ALREADY_RUNNING,
     StoreError: ExitCode.STORE,
     DegradedError: ExitCode.DEGRADED,
+    NotFoundError: ExitCode.NOT_FOUND,
+    NotRunningError: ExitCode.NOT_RUNNING,
+    UnhealthyError: ExitCode.UNHEALTHY,
+    TamperedError: ExitCode.TAMPERED,
+    CalendarError: ExitCode.CALENDAR,
     KeyboardInterrupt: ExitCode.INTERRUPTED,
 }
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from copytrade.cli.context import Context
     from copytrade.engine.follow import FollowEngine
 
 REFRESH_SECONDS = 0.25
@@ -48,11 +49,34 @@ def follow(
     try:
         log_to_file(context.paths.log_dir)
         engine = context.follow_engine()  # opens the store
+        _warn_calendar(context)
+        _record_start(context)
         printed_up_to = last_event_ids()  # earlier runs' events are not printed again
         engine.prepare()
         run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
     finally:
         lock.close()
+
+
+def _record_start(context: Context) -> None:
+    """This start and its configuration (no token) on the record, with what changed."""
+    from copytrade.config import token_sources
+    from copytrade.config.show import redacted
+    from copytrade.engine.runlog import record_start
+
+    record_start(context.store, redacted(context.config, token_sources(context.config)))
+
+
+def _warn_calendar(context: Context) -> None:
+    """Say so at start when the trading calendar runs out within 30 days."""
+    import logging
+    import sys
+
+    market = context.market_hours
+    warning = market.expiry_warning() if market is not None else None
+    if warning:
+        logging.getLogger("copytrade.follow").warning(warning)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @contextmanager

@@ -9,7 +9,19 @@ from pathlib import Path
 from copytrade.home import ensure_private_dir, ensure_private_file
 from copytrade.redact import install, install_everywhere
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMAT = "%(asctime)s IST %(levelname)s %(name)s: %(message)s"
+
+
+class _IstFormatter(logging.Formatter):
+    """Log times in IST, labelled, like everything else copytrade shows."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        from datetime import UTC, datetime
+
+        from copytrade.core.ist import to_ist
+
+        moment = to_ist(datetime.fromtimestamp(record.created, UTC))
+        return f"{moment:%Y-%m-%d %H:%M:%S},{int(record.msecs):03d}"
 
 
 def log_to_file(log_dir: Path, name: str = "copytrade.log") -> Path:
@@ -18,7 +30,7 @@ def log_to_file(log_dir: Path, name: str = "copytrade.log") -> Path:
     # 0600 even for a log an older version left readable by others.
     ensure_private_file(path)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(_IstFormatter(FORMAT))
     install(handler)  # SDK records quote broker replies and exception texts
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from copytrade.core.ist import ist_clock
 from copytrade.redact import redact
 
 if TYPE_CHECKING:
@@ -139,13 +140,13 @@ def state_event_line(event: StateEvent) -> str:
     """follow's plain output: one line per state change."""
     mirror = event.mirror
     detail = f" ({event.detail})" if event.detail else ""
-    return (f"{event.at:%H:%M:%S} {mirror.follower} leader {mirror.leader_order_id}: "
+    return (f"{ist_clock(event.at)} {mirror.follower} leader {mirror.leader_order_id}: "
             f"{event.from_state} -> {event.to_state}{detail}")
 
 
 def audit_event_line(audit: AuditEvent) -> str:
     """follow's plain output: one line per audit event."""
-    return f"{audit.at:%H:%M:%S} {audit.kind}: {audit.message}"
+    return f"{ist_clock(audit.at)} {audit.kind}: {audit.message}"
 
 
 # ---- tables of rows: Rich on a terminal, aligned text otherwise -------------------------

@@ -27,8 +27,9 @@ def replay_missed(
     since: Annotated[str, typer.Option(
         "--since", metavar="TIME", show_default=False,
         help="Replay leader orders created at or after TIME: an ISO 8601 date-time "
-        "(2026-11-25T09:15:00, IST unless it has an offset) or an IST clock time HH:MM or "
-        "HH:MM:SS meaning today.")],
+        "(2026-11-25T09:15:00, IST unless it has an offset), an IST clock time HH:MM or "
+        "HH:MM:SS meaning today, today / yesterday (optionally with a time: yesterday "
+        "15:00), or an age such as 30m or 2h.")],
     until: Annotated[str | None, typer.Option(
         "--until", metavar="TIME", show_default=False,
         help="Only orders created at or before TIME (same forms; default: now).")] = None,

@@ -202,6 +202,7 @@ def _parse_settings(raw: object) -> Settings:
         renew_tokens=table.boolean("renew_tokens", True),
         renew_before_minutes=table.number("renew_before_minutes",
                                           DEFAULT_RENEW_BEFORE_MINUTES),
+        market_hours=table.boolean("market_hours", True),
     )
 
 

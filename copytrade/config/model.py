@@ -144,6 +144,9 @@ class Settings:
     # follow renews each token through Dhan's RenewToken this long before it expires.
     renew_tokens: bool = True
     renew_before_minutes: float = DEFAULT_RENEW_BEFORE_MINUTES
+    # A leader order is sent only while the follower's segment takes orders (India's
+    # trading calendar); false sends at any hour (paper trading on the emulator).
+    market_hours: bool = True
 
 
 @dataclass(frozen=True)

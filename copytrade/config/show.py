@@ -37,6 +37,7 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
             "max_orders_per_second": config.settings.max_orders_per_second,
             "renew_tokens": config.settings.renew_tokens,
             "renew_before_minutes": config.settings.renew_before_minutes,
+            "market_hours": config.settings.market_hours,
             "freeze_limits": dict(config.settings.freeze_limits),
         },
     }

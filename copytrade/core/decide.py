@@ -9,7 +9,7 @@ same answer however many times, and in whatever order, the reports arrived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
@@ -73,6 +73,9 @@ class Action:
     reason: str = ""
     code: ReasonCode = ReasonCode.NONE  # stored beside the reason: what follow acts on
     validity: str = ""  # "" : the leader's
+    # What changed the size on the way (sizing's notes), recorded with a place for
+    # `explain`; not part of what the action does, so not compared.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ def _first_place(leader: OrderReport, sized: SizedOrder | Skip) -> list[Action]:
                    price=effective_price(leader.order_type, leader.price),
                    trigger_price=leader_trigger(leader),
                    order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
-                   slice=sized.slice)]
+                   slice=sized.slice, notes=sized.notes)]
 
 
 def _top_up(leader: OrderReport, mirror: MirrorView, sized: SizedOrder | Skip) -> list[Action]:
@@ -244,7 +247,7 @@ def _top_up(leader: OrderReport, mirror: MirrorView, sized: SizedOrder | Skip) -
                    price=effective_price(leader.order_type, leader.price),
                    trigger_price=leader_trigger(leader),
                    order_type=leader.order_type, disclosed_quantity=sized.disclosed_quantity,
-                   slice=sized.slice, reason="leader grew the order")]
+                   slice=sized.slice, reason="leader grew the order", notes=sized.notes)]
 
 
 def _follow_changes(leader: OrderReport, mirror: MirrorView,

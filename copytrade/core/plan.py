@@ -65,6 +65,9 @@ class PlanInputs:
     tick_size: float | None = None  # the instrument list's: prices a late market order
     max_order_age_seconds: float = 300.0
     max_price_drift_percent: float = 1.0
+    # Why the segment takes no orders now (the trading calendar); "" while it does. A
+    # leader AMO is still sent (as an AMO, for the next open).
+    closed_reason: str = ""
 
 
 def plan(inputs: PlanInputs) -> list[Action]:
@@ -128,8 +131,12 @@ def _first_decision_skip(inputs: PlanInputs) -> str:
         raise ValueError("a first decision needs `now` for the staleness policy")
     leader = inputs.leader
     why = stale_reason(leader, now=inputs.now, max_age_seconds=inputs.max_order_age_seconds)
-    if why or not is_late_market(leader):
+    if why:
         return why
+    if inputs.closed_reason and not leader.after_market_order:
+        return inputs.closed_reason
+    if not is_late_market(leader):
+        return ""
     if leader.average_price <= 0:
         return "filled market order caught up late, and its fill price is unknown: not chased"
     if not inputs.tick_size or inputs.tick_size <= 0:

@@ -29,7 +29,7 @@ from copytrade.core.sizing import Caps, SizingRule
 from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
-from copytrade.engine import faultpoints
+from copytrade.engine import faultpoints, status_file
 from copytrade.engine.broker import Broker, SwitchableAccount
 from copytrade.engine.executor import token_refused_text
 from copytrade.engine.mirrors import MirrorUpdater
@@ -131,6 +131,7 @@ class FollowEngine:
         self._fatal: BaseException | None = None
         self.followers = list(settings.enabled)
         self.leader: Broker = wiring.leader
+        self.market = wiring.market  # None: any hour
         self.accounts: dict[str, Broker] = {f.name: wiring.accounts[f.name]
                                             for f in self.followers}
         self.positions = {f.name: PositionBook() for f in self.followers}
@@ -209,7 +210,8 @@ class FollowEngine:
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change,
             last_price=self.leader.last_price, tick_size=self.instruments.tick_size,
-            leader_order=self._leader_entry)
+            leader_order=self._leader_entry,
+            market_closed=self.market.closed_reason if self.market else None)
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,
@@ -297,6 +299,8 @@ class FollowEngine:
         tasks.append(asyncio.create_task(self._reconcile_loop()))
         if self.tokens is not None:
             tasks.append(asyncio.create_task(self._token_loop()))
+        # `copytrade status` reads it: written now, every few seconds, and at stop
+        tasks.append(asyncio.create_task(status_file.keep_written(self, self._stop)))
         try:
             while not self._stop.is_set() and self._fatal is None:
                 await asyncio.sleep(0.05)
@@ -465,7 +469,7 @@ class FollowEngine:
             login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
             on_connected=catch_up, on_closed=self._closed("leader"),
-            on_state=self._stream_state(self.status.leader_stream),
+            on_state=self._stream_state(self.status.leader_stream, "leader"),
             on_malformed=self._malformed(self.status.leader_stream, "leader"),
             on_silence=self._on_leader_silence, **self.stream_options))
         return self._leader
@@ -513,7 +517,7 @@ class FollowEngine:
             login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.follower_pipeline.put(
                 replicator.on_follower_report, follower.name, report),
-            on_connected=catch_up, on_state=self._stream_state(status),
+            on_connected=catch_up, on_state=self._stream_state(status, follower.name),
             on_closed=self._closed(follower.name),
             on_malformed=self._malformed(status, follower.name),
             **{k: v for k, v in self.stream_options.items() if k not in _PROBE_OPTIONS}))
@@ -522,8 +526,16 @@ class FollowEngine:
         self._streams.setdefault(client_id, []).append(stream)
         return stream
 
-    def _stream_state(self, status: StreamStatus) -> Callable[[StreamState, str], None]:
+    def _stream_state(self, status: StreamStatus,
+                      whose: str) -> Callable[[StreamState, str], None]:
+        def connected() -> None:  # every (re)connect goes on the record, like every close
+            with self.store.write():
+                self.store.audit("stream_connected", f"{whose} stream connected "
+                                 f"(reconnects so far: {status.reconnects})")
+
         def update(state: StreamState, detail: str) -> None:
+            if state is StreamState.CONNECTED and status.state != StreamState.CONNECTED.value:
+                self.pipeline.put(connected)
             status.state, status.detail = state.value, detail
             if state is StreamState.BACKOFF:
                 status.reconnects += 1

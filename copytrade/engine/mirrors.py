@@ -12,11 +12,15 @@ from copytrade.core.events import ENTRY_LEG, OrderReport, OrderStatus, leg_key
 from copytrade.core.leader import status_rank
 from copytrade.core.orders import InvalidTransition, MirrorState, Trigger, trigger_for_legs
 from copytrade.core.reasons import ReasonCode, ioc_unfilled_text
+from copytrade.core.report_math import weighted_average
 from copytrade.engine.positions import PositionBook
 from copytrade.store.models import MirrorOrder
 from copytrade.store.repo import Store, legs_of
 
 CANCELLED_OUTSIDE = "cancelled outside copytrade (e.g. in Dhan's app)"
+# The broker has the order: the first of these sets the mirror's acked_at.
+ACKED_STATES = frozenset({MirrorState.ACCEPTED, MirrorState.PARTIALLY_FILLED,
+                          MirrorState.FILLED})
 
 
 class MirrorUpdater:
@@ -60,6 +64,7 @@ class MirrorUpdater:
                                                                           mirror.filled_quantity)}
         if not mirror.follower_order_id:
             fields["follower_order_id"] = report.order_id
+        fields.update(_average_prices(mirror, legs, report, previous[1]))
         # The broker's reason for a rejection or expiry; a cancel keeps the reason we gave
         # it (the decision core reads it: was it ours, and may a larger order re-open it).
         if report.reason and (status in (OrderStatus.REJECTED, OrderStatus.EXPIRED)
@@ -117,6 +122,8 @@ class MirrorUpdater:
             self.store.audit("anomaly", f"{mirror.follower}: {exc}", follower=mirror.follower,
                              leader_order_id=mirror.leader_order_id)
             return
+        if step.changed and step.state in ACKED_STATES and mirror.acked_at is None:
+            self.store.update_mirror(mirror, acked_at=self.store.now())
         if step.changed and step.state is MirrorState.FILLED and mirror.leg == ENTRY_LEG:
             self._record_fill_lag(mirror)  # measured from the leader's entry: entries only
         if step.changed:
@@ -134,3 +141,21 @@ class MirrorUpdater:
         if traded_at is not None:
             lag = (self.store.now() - traded_at).total_seconds() * 1000
             self.store.update_mirror(mirror, fill_lag_ms=round(lag, 3))
+
+
+def _average_prices(mirror: MirrorOrder, legs: dict, report: OrderReport,
+                    traded_before: int) -> dict:
+    """The report's average fill price for its order, unless an earlier report already
+    showed more of it filled; and the mirror's average across its orders, weighted by
+    their fills now. Nothing to write when neither changed."""
+    if report.average_price <= 0 or report.traded_quantity <= 0 \
+            or report.traded_quantity < traded_before:
+        return {}
+    prices = json.loads(mirror.average_prices or "{}")
+    prices[report.order_id] = report.average_price
+    average = weighted_average((legs[oid][1], price) for oid, price in prices.items()
+                               if oid in legs)
+    encoded = json.dumps(prices)
+    if encoded == mirror.average_prices and average == mirror.average_price:
+        return {}
+    return {"average_prices": encoded, "average_price": average}

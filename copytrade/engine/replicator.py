@@ -31,6 +31,7 @@ from copytrade.core.orders import MirrorState, Trigger
 from copytrade.core.plan import PlanInputs, needs_size, plan
 from copytrade.core.reasons import ReasonCode
 from copytrade.core.sizing import Capital, Caps, NetPositions, SizingRule
+from copytrade.core.story import sizing_facts
 from copytrade.engine import faultpoints
 from copytrade.engine.legs import ExitLegs
 from copytrade.engine.mirrors import MirrorUpdater
@@ -96,7 +97,7 @@ class Replicator:
                  on_change: Callable[[], None] = lambda: None,
                  tick_size: TickFn | None = None,
                  leader_order: Callable[[str], OrderReport | None] = lambda order_id: None,
-                 ) -> None:
+                 market_closed: Callable[[str], str] | None = None) -> None:
         self.store = store
         self.followers = followers
         self.updater = updater
@@ -113,6 +114,8 @@ class Replicator:
         self.leader_order = leader_order
         self._bracket_asked: set[str] = set()
         self.exit_legs = ExitLegs(store, updater, trading_date)
+        # segment -> why it takes no orders now ("" while it does); None: any hour
+        self.market_closed = market_closed
         # The instrument list's tick sizes; read from the store when the caller has none.
         # No tick size known: a late market order is skipped with the reason (see plan).
         self.tick_size = tick_size or (lambda exchange_segment, security_id: None)
@@ -379,9 +382,16 @@ class Replicator:
             freeze_limit=self._freeze_limit(leader),
             capital=self._capital(follower), positions=positions,
             now=self.now() if view is None else None,  # the staleness of a first decision
+            closed_reason=self._closed_reason(leader) if view is None else "",
             quote=quote, tick_size=self._tick(leader, view),
             max_order_age_seconds=follower.max_order_age_seconds,
             max_price_drift_percent=follower.max_price_drift_percent)
+
+    def _closed_reason(self, leader: OrderReport) -> str:
+        """Why the segment takes no orders now ("" while it does, or hours are not kept)."""
+        if self.market_closed is None:
+            return ""
+        return self.market_closed(leader.exchange_segment)
 
     def _tick(self, leader: OrderReport, view: MirrorView | None) -> float | None:
         """The tick size, read only where it prices something: a late market order's IOC."""
@@ -487,6 +497,8 @@ class Replicator:
             },
             "slice": action.slice or self._freeze_unknown(leader),
             "seen_at": seen_at,
+            # read back by `explain`: the rule and caps, and what changed the size
+            "sizing": sizing_facts(follower.rule, follower.caps, action.notes),
         }
         confirm = self._exit_to_confirm(follower, leader, action.quantity, positions)
         if confirm:

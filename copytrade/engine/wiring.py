@@ -18,6 +18,7 @@ from pathlib import Path
 from copytrade.config.model import FollowerConfig
 from copytrade.engine.broker import Broker
 from copytrade.engine.limits import LimiterFor
+from copytrade.engine.market import MarketHours
 from copytrade.engine.tokens import TokenWiring
 from copytrade.errors import UsageError
 from copytrade.secret import Secret
@@ -63,6 +64,8 @@ class Wiring:
     tokens: TokenWiring | None = None
     # (client id, token) -> a new account with that token, switched in by follow.
     rebuild: Callable[[str, Secret], Broker] | None = None
+    # The trading calendar: whether a segment takes orders now (None: any hour).
+    market: MarketHours | None = None
 
     def select(self, name: str | None, max_age: float | None) -> Wiring:
         """Only the follower named (any case), with max_age applied to every follower

@@ -18,9 +18,11 @@ from peewee import SqliteDatabase
 
 from copytrade.errors import StoreError
 from copytrade.home import ensure_private_dir
-from copytrade.store.migrations import migrate
+from copytrade.store.migrations import SCHEMA_VERSION, migrate, schema_version
 from copytrade.store.models import database
 from copytrade.store.repo import Store
+from copytrade.store.trail import FIELDS as TRAIL_FIELDS
+from copytrade.store.trail import HASH_FUNCTION, row_hash
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def open_store(path: Path, *, background_checkpoints: bool = False) -> SqliteDat
                          "that the copytrade home is writable") from None
     pragmas = {**PRAGMAS, "wal_autocheckpoint": 0} if background_checkpoints else PRAGMAS
     db = SqliteDatabase(str(path), pragmas=pragmas, check_same_thread=False)
+    # On every connection it opens (one per thread): the audit trail's triggers call it.
+    db.register_function(row_hash, HASH_FUNCTION, 1 + len(TRAIL_FIELDS), deterministic=True)
     try:
         db.connect(reuse_if_open=True)
         _check_integrity(db, path)
@@ -80,6 +84,37 @@ def open_store(path: Path, *, background_checkpoints: bool = False) -> SqliteDat
         db.close()
         raise StoreError(f"cannot open the database {path}: {exc}; {RESTORE_HINT}") from None
     return db
+
+
+def open_reader(path: Path) -> SqliteDatabase:
+    """The database opened read-only for the commands that only read it (mappings,
+    stats): never created, never written, readable while follow writes (WAL). Refuses,
+    with StoreError (exit 7): no file, an empty or unreadable one, a newer schema. An
+    older schema is first brought up to date, as any command that opens the store does."""
+    if not path.exists():
+        raise StoreError(f"no database at {path}: nothing is recorded in this copytrade home "
+                         "yet (follow records there; COPYTRADE_HOME chooses the home)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise StoreError(f"the database {path} is empty (0 bytes): {RESTORE_HINT}")
+    db = SqliteDatabase(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                        pragmas={"busy_timeout": 5000, "query_only": 1},
+                        check_same_thread=False)
+    try:
+        db.connect()
+        version = schema_version(db)
+        for suffix in ("-wal", "-shm"):  # a read-only reader may have created them
+            sidecar = Path(f"{path}{suffix}")
+            if sidecar.exists():
+                os.chmod(sidecar, 0o600)
+    except (PeeweeDatabaseError, sqlite3.DatabaseError, OSError) as exc:
+        db.close()
+        raise StoreError(f"cannot read the database {path}: {exc}; {RESTORE_HINT}") from None
+    if version == SCHEMA_VERSION:
+        return db
+    db.close()
+    if version == 0:
+        raise StoreError(f"{path} is not a copytrade database (no schema recorded)")
+    return open_store(path)  # older: migrated (newer: refused there)
 
 
 @contextmanager

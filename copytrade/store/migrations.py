@@ -1,18 +1,21 @@
 """Schema migrations, numbered; `PRAGMA user_version` records how far a database has come.
 
-Each step runs in its own transaction. Later steps use playhouse.migrate's
-SqliteMigrator (add_column, add_index, ...) so a user's database is upgraded in place.
+Each step runs in its own transaction and upgrades a user's database in place: new
+tables through peewee's create_tables, new columns through plain `ALTER TABLE ... ADD
+COLUMN`. Not playhouse.migrate's add_column: for a NOT NULL column it rebuilds the table,
+and dropping the old mirrororder cascades (foreign keys on) to every intent and state
+event it owns - the data a restart resumes from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from peewee import CharField, SqliteDatabase
-from playhouse.migrate import SqliteMigrator
-from playhouse.migrate import migrate as migrate_columns
+from peewee import SqliteDatabase
 
 from copytrade.errors import StoreError
+from copytrade.store import trail
 from copytrade.store.models import ALL_MODELS, LeaderLeg
 
 
@@ -24,8 +27,10 @@ def _v2_reason_codes(db: SqliteDatabase) -> None:
     """mirrororder.reason_code, filled in for existing rows from the wording that
     behaviour used to be keyed on."""
     if "reason_code" not in {c.name for c in db.get_columns("mirrororder")}:
-        migrate_columns(SqliteMigrator(db).add_column(
-            "mirrororder", "reason_code", CharField(default="")))
+        # A plain ADD COLUMN: the migrator's NOT NULL step rebuilds the table, and
+        # dropping the old one would cascade to every intent and state event.
+        db.execute_sql('ALTER TABLE mirrororder ADD COLUMN "reason_code" VARCHAR(255) '
+                       "NOT NULL DEFAULT ''")
     for code, state, pattern in (
             ("below_one_lot", "SKIPPED", "%below one lot%"),
             ("reduced_to_filled", "CANCELED",
@@ -41,8 +46,39 @@ def _v3_leader_legs(db: SqliteDatabase) -> None:
     db.create_tables([LeaderLeg])
 
 
+def _mirror_fills(db: SqliteDatabase) -> None:
+    """mirrororder.average_price, .average_prices and .acked_at (mappings, stats). Plain
+    ADD COLUMNs: the migrator's NOT NULL step rebuilds the table, and dropping the old one
+    would cascade to its intents and state events. acked_at is filled in for existing
+    rows from their state events."""
+    have = {column.name for column in db.get_columns("mirrororder")}
+    for name, ddl in (("average_price", "REAL NOT NULL DEFAULT 0.0"),
+                      ("average_prices", "TEXT NOT NULL DEFAULT '{}'"),
+                      ("acked_at", "DATETIME")):
+        if name not in have:
+            db.execute_sql(f'ALTER TABLE "mirrororder" ADD COLUMN "{name}" {ddl}')
+    db.execute_sql(
+        "UPDATE mirrororder SET acked_at = (SELECT MIN(e.at) FROM stateevent e WHERE "
+        "e.mirror_id = mirrororder.id AND e.to_state IN ('ACCEPTED', 'PARTIALLY_FILLED', "
+        "'FILLED')) WHERE acked_at IS NULL")
+
+
+def _audit_trail(db: SqliteDatabase) -> None:
+    """leaderorder.source and .recorded_at, then the hash-chained audit trail
+    (store/trail.py): its table, triggers and guards; the rows already in the tables are
+    chained oldest first, then a `trail_started` row. A later migration that rebuilds a
+    watched table must call trail.install again (a dropped table takes its triggers)."""
+    have = {column.name for column in db.get_columns("leaderorder")}
+    for name, ddl in (("source", "VARCHAR(255) NOT NULL DEFAULT ''"),
+                      ("recorded_at", "DATETIME")):
+        if name not in have:  # plain ADD COLUMN: a rebuild would cascade to the mirrors
+            db.execute_sql(f'ALTER TABLE "leaderorder" ADD COLUMN "{name}" {ddl}')
+    trail.install(db.execute_sql)
+    trail.backfill(db.execute_sql, datetime.now(UTC), MIGRATIONS.index(_audit_trail) + 1)
+
+
 MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
-    _v1_initial, _v2_reason_codes, _v3_leader_legs)
+    _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,6 +6,7 @@ The database is bound at open time (`store.db.open_store`); models only describe
 from __future__ import annotations
 
 from peewee import (
+    SQL,
     AutoField,
     BooleanField,
     CharField,
@@ -55,6 +56,10 @@ class LeaderOrder(BaseModel):
     leader_updated_at = DateTimeField(null=True)
     first_seen_at = DateTimeField()  # our clock, UTC
     traded_at = DateTimeField(null=True)  # our clock: when we first saw it fully traded
+    # What said it last: "stream" (a frame) or "rest" (a book read, lookup, reconciliation);
+    # "" for rows older than schema 5. The audit trail records it with each change.
+    source = CharField(default="", constraints=[SQL("DEFAULT ''")])  # raw INSERTs too
+    recorded_at = DateTimeField(null=True)  # our clock: when this state was last saved
 
 
 class MirrorOrder(BaseModel):
@@ -96,6 +101,14 @@ class MirrorOrder(BaseModel):
     submitted_at = DateTimeField(null=True)
     lag_ms = FloatField(null=True)  # leader seen -> follower request sent
     fill_lag_ms = FloatField(null=True)  # leader fully traded -> follower fully traded
+    # The follower's average fill price over this attempt's orders, weighted by their fills
+    # (0.0: nothing filled at a known price), from each order's price in `average_prices`:
+    # JSON {follower order id: its average fill price}, beside `legs` (whose shape stays).
+    average_price = FloatField(default=0.0)
+    average_prices = TextField(default="{}")
+    # When the follower's broker first showed the order accepted (ACCEPTED, PARTIALLY_FILLED
+    # or FILLED), our clock, UTC: `mappings` and `stats` measure the lag to it.
+    acked_at = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("leader_order", "follower", "leg", "attempt"), True),)
@@ -173,6 +186,23 @@ class Setting(BaseModel):
 
     key = CharField(primary_key=True)
     value = TextField()
+
+
+class Trail(BaseModel):
+    """The append-only, hash-chained audit trail, read by `audit` and `explain`. Created
+    (with AUTOINCREMENT, its triggers and guards) by the migration in store/trail.py, never
+    by create_tables, so it is not in ALL_MODELS; only its triggers write it."""
+
+    id = AutoField()
+    at = TextField()  # as the source row stored it (UTC)
+    kind = TextField()
+    leader_order_id = TextField(null=True)
+    follower = TextField(null=True)
+    mirror_id = IntegerField(null=True)
+    message = TextField()
+    data = TextField()  # JSON object
+    prev_hash = TextField()
+    hash = TextField()
 
 
 ALL_MODELS = (LeaderOrder, MirrorOrder, Intent, StateEvent, AuditEvent, Instrument, Setting,

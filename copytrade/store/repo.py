@@ -117,6 +117,7 @@ class Store:
     # ---- leader orders -------------------------------------------------------------------
 
     def save_leader(self, report: OrderReport, version: tuple, trading_date: str) -> None:
+        now = self.now()
         fields = dict(
             trading_date=trading_date, status=report.status,
             exchange_segment=report.exchange_segment, security_id=report.security_id,
@@ -130,8 +131,8 @@ class Store:
             correlation_id=report.correlation_id,
             reason=redact(report.reason),  # the broker's own text, e.g. an RMS rejection
             version=json.dumps(version), leader_updated_at=report.updated_at,
+            source=str(report.source), recorded_at=now,  # for the audit trail
         )
-        now = self.now()
         if not self._update("leaderorder", "order_id", report.order_id, fields):
             self._insert("leaderorder", {"order_id": report.order_id, "first_seen_at": now,
                                          **fields})
@@ -345,6 +346,12 @@ class Store:
                             "WHERE id = ?", (after.value, redact(outcome)[:500], self.now(),
                                              intent.id))
         intent.status = after.value
+
+    def last_audit_data(self, kind: str) -> dict | None:
+        """The data of the newest audit event of `kind` (None: there is none)."""
+        row = self.db.execute_sql("SELECT data FROM auditevent WHERE kind = ? "
+                                  "ORDER BY id DESC LIMIT 1", (kind,)).fetchone()
+        return json.loads(row[0] or "{}") if row else None
 
     def audit(self, kind: str, message: str, *, leader_order_id: str | None = None,
               follower: str | None = None, data: dict | None = None) -> None:

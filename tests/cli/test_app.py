@@ -67,7 +67,8 @@ def test_help_lists_only_real_commands(capsys: pytest.CaptureFixture[str]) -> No
     listed = out.split("Commands:\n", 1)[1].splitlines()
     names = {line.split()[0] for line in listed if line.startswith("  ") and line.strip()}
     assert names == set(visible_commands()) == {
-        "sim", "config", "follow", "cancel-mirror", "replay-missed", "demo"}
+        "sim", "config", "follow", "cancel-mirror", "replay-missed", "demo", "mappings",
+        "stats", "explain", "status", "market-status", "audit"}
     assert "completion" not in out
 
 

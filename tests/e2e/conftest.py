@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from dhanhq import DhanContext, dhanhq
+from recorded import recorded_day  # noqa: F401 (a store filled by a follow run)
 from simtools import LEADER_ID, LEADER_TOKEN, suite_dialect
 
 from copytrade.sim.clock import ManualClock

@@ -48,6 +48,10 @@ def follower(name: str, client_id: str, sizing: str = "multiplier = 1.0",
 
 
 def config_text(sim: Emulator, followers: list[Follower], settings: str = "") -> str:
+    """The emulator trades at any hour: the trading calendar is off unless a test sets
+    `market_hours` itself."""
+    if "market_hours" not in settings:
+        settings += "\nmarket_hours = false"
     blocks = [f'''[leader]
 client_id = "{LEADER_ID}"
 access_token_env = "LEADER_TOKEN"
@@ -128,7 +132,8 @@ def sdk(sim: Emulator, client_id: str, token: str, timeout: float = 5.0) -> dhan
 def running_follow(sim: Emulator, home: Path, followers: list[Follower], *, settings: str = "",
                    start: bool = True, fast_backoff: bool = True,
                    http_timeout: float | None = None,
-                   stream_options: dict | None = None) -> Iterator[FollowRun]:
+                   stream_options: dict | None = None,
+                   context_options: dict | None = None) -> Iterator[FollowRun]:
     """Config, store and engine in `home`; the engine runs in a thread until the block
     ends (then stops, bounded). The streams are connected when the block starts."""
     home.mkdir(parents=True, exist_ok=True)
@@ -142,7 +147,7 @@ def running_follow(sim: Emulator, home: Path, followers: list[Follower], *, sett
                            paths=HomePaths.from_dirs(home, home, home / "logs"),
                            background_checkpoints=True,
                            trading_date=lambda: (datetime.now(UTC) + timedelta(
-                               hours=5, minutes=30)).date())
+                               hours=5, minutes=30)).date(), **(context_options or {}))
     store = context.store
     engine = context.follow_engine(stream_options={**TEST_STREAM_OPTIONS,
                                                    **(stream_options or {})})

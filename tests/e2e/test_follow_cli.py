@@ -9,6 +9,7 @@ Every wait is bounded: polls have deadlines, subprocesses have timeouts.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -120,6 +121,8 @@ def test_follow_mirrors_prints_plain_lines_and_exits_0_after_duration(
     assert any(f"f1 leader {leader_order}: PLANNED -> SUBMITTED" in line for line in lines), out
     assert any(f"f2 leader {leader_order}:" in line and "-> FILLED" in line
                for line in lines), out
+    # every event line starts with its time in IST, labelled
+    assert all(re.match(r"\d{2}:\d{2}:\d{2} IST ", line) for line in lines[1:]), out
     assert (copytrade_home / "copytrade.db").exists()
     assert (copytrade_home / "logs" / "copytrade.log").exists()
 

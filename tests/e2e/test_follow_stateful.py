@@ -274,16 +274,21 @@ class FollowMachine(RuleBasedStateMachine):
         return replicator is not None and any(
             merged.rest_disagrees is not None for merged in list(replicator.leaders.values()))
 
+    def _books(self, snapshot: dict) -> tuple:
+        return tuple(tuple(sorted((o["orderId"], o["orderStatus"], o["quantity"],
+                                   o["filledQty"], o["price"])
+                                  for o in self._book(a, snapshot)))
+                     for a in ACCOUNTS)
+
     def _settle(self) -> dict:
-        """The emulator's snapshot, once everything has settled (bounded)."""
+        """The emulator's snapshot, once everything has settled (bounded). The snapshot
+        returned is taken after nothing was seen in flight: one taken before could miss
+        an order a worker sent just before its intent was seen done."""
         deadline = time.monotonic() + SETTLE_TIMEOUT
         last, since = None, time.monotonic()
         while True:
             snapshot = self.sim.snapshot()
-            books = tuple(tuple(sorted((o["orderId"], o["orderStatus"], o["quantity"],
-                                        o["filledQty"], o["price"])
-                                       for o in self._book(a, snapshot)))
-                          for a in ACCOUNTS)
+            books = self._books(snapshot)
             now = time.monotonic()
             if books != last:
                 last, since = books, now
@@ -292,7 +297,9 @@ class FollowMachine(RuleBasedStateMachine):
             caught_up = self._engine_caught_up(snapshot) and not self._disputed()
             if (not sending and not backlog and caught_up and self.run.thread.is_alive()
                     and now - since >= QUIET_SECONDS):
-                return snapshot
+                after = self.sim.snapshot()
+                if self._books(after) == books:
+                    return after
             if now > deadline or not self.run.thread.is_alive():
                 raise AssertionError(
                     f"not settled within {SETTLE_TIMEOUT}s: sending={sending} "

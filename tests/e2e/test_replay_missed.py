@@ -419,7 +419,8 @@ def test_refuses_to_run_while_follow_runs(sim: Emulator, home: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (("--since", "yesterday"), "--since: cannot read the time 'yesterday': use an ISO 8601"),
+    (("--since", "tomorrow"), "--since: cannot read the time 'tomorrow': use an ISO 8601"),
+    (("--since", "yesterday 15"), "--since: 'yesterday 15': yesterday takes a clock time"),
     (("--since", "09:15", "--until", "25:00"), "--until: '25:00' is not a clock time"),
     (("--since", "2026-11-25"), "--since: '2026-11-25' is a date without a time"),
     (("--since", "2026-11-25T10:00:00", "--until", "2026-11-25T09:00:00"),

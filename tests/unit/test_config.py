@@ -962,6 +962,7 @@ def test_redacted_fills_in_defaults_as_plain_data(config_file: Path) -> None:
         "max_orders_per_second": 10,
         "renew_tokens": True,
         "renew_before_minutes": 60.0,
+        "market_hours": True,
         "freeze_limits": {},
     }
     assert json.loads(json.dumps(data)) == data  # plain data all the way down

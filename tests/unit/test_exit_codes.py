@@ -33,6 +33,11 @@ def test_the_error_tree_is_complete() -> None:
         "AlreadyRunningError",
         "StoreError",
         "DegradedError",
+        "NotFoundError",
+        "NotRunningError",
+        "UnhealthyError",
+        "TamperedError",
+        "CalendarError",
     }
 
 
@@ -53,6 +58,11 @@ def test_every_error_class_has_its_own_code() -> None:
         (errors.AlreadyRunningError("x"), ExitCode.ALREADY_RUNNING),
         (errors.StoreError("x"), ExitCode.STORE),
         (errors.DegradedError("x"), ExitCode.DEGRADED),
+        (errors.NotFoundError("x"), ExitCode.NOT_FOUND),
+        (errors.NotRunningError("x"), ExitCode.NOT_RUNNING),
+        (errors.UnhealthyError("x"), ExitCode.UNHEALTHY),
+        (errors.TamperedError("x"), ExitCode.TAMPERED),
+        (errors.CalendarError("x"), ExitCode.CALENDAR),
         (CopytradeError("x"), ExitCode.FAILURE),
         (KeyboardInterrupt(), ExitCode.INTERRUPTED),
         (click_exceptions.UsageError("x"), ExitCode.USAGE),

@@ -60,11 +60,14 @@ def test_the_wording_alone_reopens_nothing() -> None:
 
 def test_an_older_database_gets_codes_from_the_wording(tmp_path: Path) -> None:
     from copytrade.store.db import open_store
+    from copytrade.store.trail import register
 
     path = tmp_path / "copytrade.db"
     open_store(path).close()
     with sqlite3.connect(path) as db:  # as schema 1 left it: no reason_code column
-        db.execute("ALTER TABLE mirrororder DROP COLUMN reason_code")
+        register(db)  # the audit trail's triggers hash every row written
+        for later in ("reason_code", "average_price", "average_prices", "acked_at"):
+            db.execute(f"ALTER TABLE mirrororder DROP COLUMN {later}")
         db.execute("INSERT INTO leaderorder (order_id, trading_date, status, exchange_segment,"
                    " security_id, symbol, transaction_type, product_type, order_type, "
                    "validity, quantity, traded_quantity, price, trigger_price, "
@@ -86,9 +89,17 @@ def test_an_older_database_gets_codes_from_the_wording(tmp_path: Path) -> None:
                        "'{}', '52175', 'MARGIN', 'BUY', ?, 0, 0, 0, 0, 0, 'LIMIT', 0, 0, 0, 0, "
                        "0, ?, 0, '2026-11-30', '2026-11-30')",
                        (attempt, f"cid-{attempt}", state, reason))
+        # what a restart resumes from: it must survive the upgrade
+        db.execute("INSERT INTO intent (mirror_id, action, status, request, outcome, "
+                   "created_at) VALUES (1, 'PLACE', 'SENDING', '{}', '', '2026-11-30')")
+        db.execute("INSERT INTO stateevent (mirror_id, from_state, to_state, trigger, at, "
+                   "detail) VALUES (1, 'PLANNED', 'SKIPPED', 'SKIP', '2026-11-30', '')")
         db.execute("PRAGMA user_version = 1")
     open_store(path).close()
     with sqlite3.connect(path) as db:
         codes = [row[0] for row in db.execute(
             "SELECT reason_code FROM mirrororder ORDER BY attempt")]
+        kept = [db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("intent", "stateevent")]
     assert codes == ["below_one_lot", "resized_away", "cancelled_outside", ""]
+    assert kept == [1, 1]

@@ -4,7 +4,7 @@ follow's plain lines and `config show`'s TOML, as text."""
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from rich.console import Console
@@ -58,14 +58,18 @@ def test_cancel_rows_redact_a_quoted_token() -> None:
     assert render.cancel_summary([result, result]) == "2 failed"  # type: ignore[list-item]
 
 
-def test_follow_plain_lines() -> None:
-    at = datetime(2026, 1, 5, 9, 15, 1)
+def test_follow_plain_lines_are_in_ist_and_say_so() -> None:
+    at = datetime(2026, 1, 5, 3, 45, 1, tzinfo=UTC)  # the store keeps UTC: 09:15:01 IST
     event = SimpleNamespace(at=at, from_state="SUBMITTED", to_state="ACCEPTED", detail="",
                             mirror=SimpleNamespace(follower="f1", leader_order_id="L1"))
     assert render.state_event_line(event) == (  # type: ignore[arg-type]
-        "09:15:01 f1 leader L1: SUBMITTED -> ACCEPTED")
+        "09:15:01 IST f1 leader L1: SUBMITTED -> ACCEPTED")
     audit = SimpleNamespace(at=at, kind="resumed", message="intent 3")
-    assert render.audit_event_line(audit) == "09:15:01 resumed: intent 3"  # type: ignore[arg-type]
+    assert render.audit_event_line(audit) == (  # type: ignore[arg-type]
+        "09:15:01 IST resumed: intent 3")
+    # a naive time from an older row is UTC too, never shown as if it were IST
+    naive = SimpleNamespace(at=at.replace(tzinfo=None), kind="resumed", message="intent 3")
+    assert render.audit_event_line(naive).startswith("09:15:01 IST ")  # type: ignore[arg-type]
 
 
 def test_render_toml_lives_in_render() -> None:

@@ -1,5 +1,6 @@
-"""Times for `replay-missed --since/--until`: ISO 8601 date-times (naive = IST) and IST clock
-times meaning today; everything else a one-line ValueError naming the accepted forms."""
+"""Times for `--since/--until`: ISO 8601 date-times (naive = IST), IST clock times meaning
+today, today/yesterday (with or without a clock time) and ages (30m, 2h); everything else a
+one-line ValueError naming the accepted forms."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta, timezone
 
 import pytest
 import pytz
+from freezegun import freeze_time
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,7 +59,7 @@ def test_naive_means_ist_like_pytz_asia_kolkata() -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "", " ", "yesterday", "now", "2026-11-25", "20261125", "24:00", "10:60", "10:00:60",
+    "", " ", "now", "2026-11-25", "20261125", "24:00", "10:60", "10:00:60",
     "1:2", "10:00:00:00", "10h15", "-01:00", "2026-11-25T25:00", "2026-13-01T10:00",
     "2026-11-25T09:15:00+25:00", "09:15 IST", "1732526100", "2026-11-25T09:15\n00:00",
 ])
@@ -68,6 +70,75 @@ def test_everything_else_is_one_line_naming_the_accepted_forms(text: str) -> Non
     assert "\n" not in message
     assert message.endswith(ACCEPTED_FORMS)
     assert "HH:MM" in message and "ISO 8601" in message
+
+
+# ---- relative forms ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("today", ist(2026, 11, 25, 0, 0)),
+    ("Today", ist(2026, 11, 25, 0, 0)),
+    ("yesterday", ist(2026, 11, 24, 0, 0)),
+    ("today 09:15", ist(2026, 11, 25, 9, 15)),
+    ("today   9:15:30", ist(2026, 11, 25, 9, 15, 30)),
+    ("yesterday 15:00", ist(2026, 11, 24, 15, 0)),
+    ("YESTERDAY 23:59:59", ist(2026, 11, 24, 23, 59, 59)),
+    ("90s", ist(2026, 11, 25, 19, 58, 30)),
+    ("30m", ist(2026, 11, 25, 19, 30)),
+    ("30M", ist(2026, 11, 25, 19, 30)),
+    ("2h", ist(2026, 11, 25, 18, 0)),
+    ("1d", ist(2026, 11, 24, 20, 0)),
+    ("0s", ist(2026, 11, 25, 20, 0)),
+])
+def test_relative_forms(text: str, expected: datetime) -> None:
+    parsed = parse_time(text, now=NOW)  # NOW is 20:00 IST on the 25th
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(hours=5, minutes=30)
+
+
+def test_today_is_the_ist_day_even_when_utc_is_still_on_the_day_before() -> None:
+    # 02:00 IST on the 26th is 20:30 UTC on the 25th
+    assert parse_time("today", now=AFTER_MIDNIGHT_IST) == ist(2026, 11, 26, 0, 0)
+    assert parse_time("yesterday 15:00", now=AFTER_MIDNIGHT_IST) == ist(2026, 11, 25, 15, 0)
+    elsewhere = AFTER_MIDNIGHT_IST.astimezone(timezone(timedelta(hours=-8)))
+    assert parse_time("today", now=elsewhere) == ist(2026, 11, 26, 0, 0)
+
+
+def test_yesterday_crosses_a_month_and_a_year() -> None:
+    new_year = datetime(2027, 1, 1, 0, 30, tzinfo=IST)
+    assert parse_time("yesterday 09:15", now=new_year) == ist(2026, 12, 31, 9, 15)
+
+
+def test_an_age_counts_back_from_the_injected_clock() -> None:
+    with freeze_time("2030-01-01 00:00:00"):  # the wall clock is not what counts
+        assert parse_time("2h", now=NOW) == ist(2026, 11, 25, 18, 0)
+
+
+@pytest.mark.parametrize("text", [
+    "today 25:00", "yesterday 15", "yesterday 15:00 IST", "today09:15", "tomorrow",
+    "today yesterday", "30", "m", "30 m", "-30m", "+30m", "1.5h", "30min", "2w", "1h30m",
+    "1e3s", "\u0663\u0660m", "30m ago", "today\n09:15x", "\ud800", "x" * 10_000,
+])
+def test_hostile_relative_forms_are_one_line_naming_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ValueError) as error:
+        parse_time(text, now=NOW)
+    message = str(error.value)
+    assert "\n" not in message and len(message) < 600
+    assert message.endswith(ACCEPTED_FORMS)
+
+
+def test_an_age_beyond_the_calendar_is_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        parse_time("9999999d", now=NOW)
+
+
+def test_a_relative_window() -> None:
+    assert parse_window("yesterday 15:00", "today", now=NOW) == (
+        ist(2026, 11, 24, 15, 0), ist(2026, 11, 25, 0, 0))
+    assert parse_window("30m", None, now=NOW) == (ist(2026, 11, 25, 19, 30),
+                                                  ist(2026, 11, 25, 20, 0))
+    with pytest.raises(ValueError, match="before now"):
+        parse_window("0s", None, now=NOW)
 
 
 def test_now_must_be_aware() -> None:
