@@ -1,5 +1,6 @@
 """A store filled by a real follow run on the emulator, for the commands that read it
-(mappings, stats, explain, audit, status): one run per test module, then read-only.
+(mappings, stats, explain, audit, status): one run per test session, then read-only (a
+test that writes works on its own copy of the home).
 
     from recorded import RecordedDay, run_cli   # the fixture comes from conftest.py
 
@@ -104,7 +105,7 @@ def _in_process(args: list[str], environ: dict[str, str]) -> subprocess.Complete
                                        err.getvalue())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def recorded_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordedDay]:
     home = tmp_path_factory.mktemp("recorded-home")
     home.chmod(0o700)

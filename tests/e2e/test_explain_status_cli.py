@@ -295,8 +295,9 @@ def test_status_while_follow_runs_then_with_a_refused_follower(live_sim: Emulato
             assert live_sim.expire_token(F1.client_id) >= 1
             run.leader_api.place_order("1333", "NSE_EQ", "BUY", 3, "MARKET", "CNC", 0)
             run.wait_for(lambda: "f1" in run.engine.status.stopped_followers, timeout=15)
-            eventually(lambda: run_on_home(home, "status").returncode == 11, timeout=15,
-                       interval=0.2)
+            # the file first (cheap to poll), then the command's word on it
+            eventually(lambda: not healthy_in_file(home), timeout=15, interval=0.05)
+            assert run_on_home(home, "status").returncode == 11
             result = run_on_home(home, "status", "--json")
             data = status_json(result)
             assert (data["running"], data["healthy"]) == (True, False)

@@ -365,6 +365,7 @@ def test_modifications_are_counted_per_leg(api: dhanhq, stream: ClientConnection
     assert code == "DH-906" and "25" in message
     assert api.modify_order(order_id, "LIMIT", "TARGET_LEG", 10, 1670.0, 0, 0,
                             "DAY")["status"] == "success"
+    assert len(next_frames(stream, 26)) == 26  # one per modification that went through
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
