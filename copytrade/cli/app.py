@@ -25,6 +25,7 @@ from copytrade.cli.exit_codes import ExitCode, click_exceptions, exit_code_for
 from copytrade.cli.explain import explain
 from copytrade.cli.fast_help import FastHelpGroup
 from copytrade.cli.follow import follow
+from copytrade.cli.instruments import instruments_app
 from copytrade.cli.mappings import mappings
 from copytrade.cli.market_status import market_status
 from copytrade.cli.replay_missed import replay_missed
@@ -91,6 +92,7 @@ app.command("explain")(explain)
 app.command("status")(status)
 app.command("market-status")(market_status)
 app.add_typer(audit_app, name="audit")
+app.add_typer(instruments_app, name="instruments")
 app.add_typer(config_app, name="config")
 
 

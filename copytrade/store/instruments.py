@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from datetime import date
 
+from peewee import SqliteDatabase
+
 from copytrade.dhan.instruments import InstrumentRow
 from copytrade.errors import BrokerError
 from copytrade.store.models import Instrument, Setting
@@ -14,6 +16,29 @@ from copytrade.store.repo import Store
 log = logging.getLogger(__name__)
 CACHE_DATE_KEY = "instruments_date"
 BATCH = 500
+
+
+def search_instruments(db: SqliteDatabase, text: str, *, segment: str | None = None,
+                       limit: int = 20) -> tuple[str | None, list[Instrument]]:
+    """The cached scrip master's date (None: never downloaded) and its instruments whose
+    security id is `text`, or whose symbol contains it (any case): exact matches first,
+    then symbols starting with it, then the rest, each by symbol."""
+    cached = db.execute_sql("SELECT value FROM setting WHERE key = ?",
+                            (CACHE_DATE_KEY,)).fetchone()
+    wanted = text.strip().upper()
+    pattern = "%" + wanted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    where, params = "(security_id = ? OR upper(symbol) LIKE ? ESCAPE '\\')", [wanted, pattern]
+    if segment:
+        where += " AND exchange_segment = ?"
+        params.append(segment)
+    rows = db.execute_sql(
+        "SELECT security_id, exchange_segment, symbol, lot_size, tick_size FROM instrument "
+        f"WHERE {where} ORDER BY CASE WHEN security_id = ? OR upper(symbol) = ? THEN 0 "
+        "WHEN upper(symbol) LIKE ? ESCAPE '\\' THEN 1 ELSE 2 END, symbol, exchange_segment "
+        "LIMIT ?", (*params, wanted, wanted, pattern[1:], limit)).fetchall()
+    found = [Instrument(security_id=r[0], exchange_segment=r[1], symbol=r[2], lot_size=r[3],
+                        tick_size=r[4]) for r in rows]
+    return (cached[0] if cached else None), found
 
 
 class InstrumentCache:
