@@ -662,6 +662,7 @@ class Replicator:
     # ---- follower side --------------------------------------------------------------------
 
     def on_follower_report(self, follower: str, report: OrderReport) -> None:
+        plan = next((p for p in self.followers if p.name == follower), None)
         intent_ids: list[int] = []
         with self.store.write():
             mirror = self.store.mirror_for_follower_order(follower, report.order_id,
@@ -672,17 +673,17 @@ class Replicator:
             if report.leg != ENTRY_LEG:  # an exit leg Dhan made when the entry filled
                 mirror, new = self.exit_legs.mirror_for(mirror, report)
                 self.updater.apply_report(mirror.id, report)
-                if new:  # the leader may have moved or left its leg meanwhile
+                # the leader may have moved or left its leg meanwhile (only for a follower
+                # this run has a worker for: its intents must be handed to one)
+                if new and plan is not None:
                     intent_ids = self.exit_legs.decide(follower, mirror.leader_order_id,
                                                        report.leg)
             else:
                 self.updater.apply_report(mirror.id, report)
-        plan = next((p for p in self.followers if p.name == follower), None)
         for intent_id in intent_ids:
-            if plan is not None:
-                plan.submit(intent_id)
+            assert plan is not None
+            plan.submit(intent_id)
         self.on_change()
-
 
     def note_foreign(self, follower: str, report: OrderReport) -> None:
         """An order of the follower's own (placed outside copytrade): while one is working

@@ -74,9 +74,13 @@ def test_a_bo_is_mirrored_with_its_values_and_a_moved_stop_reaches_the_followers
         assert '"leg_name": "STOP_LOSS_LEG"' in modifies[0][0]
         assert '"trigger_price": 1648.0' in modifies[0][0]
         # The leader's stop traded too: the follower's is told to exit at market unless
-        # its own fill was recorded first (both stops trigger on the same tick).
-        assert all('"order_type": "MARKET"' in request and status in ("DONE", "CHECKED")
-                   for request, status, _ in modifies[1:])
+        # its own fill was recorded first (both stops trigger on the same tick). The exit
+        # converges whichever way the race goes: sent (DONE), refused for a leg that had
+        # ended and read back (CHECKED), or not sent as the worker found it filled
+        # (SKIPPED) - never a failure.
+        assert all('"order_type": "MARKET"' in request
+                   and status in ("DONE", "CHECKED", "SKIPPED")
+                   for request, status, _ in modifies[1:]), modifies
         assert run.audit("modify_failed") == []
         no_trouble(run)
     positions = sim.snapshot()["accounts"][F1.client_id]["positions"]
