@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from copytrade.config.model import (
+    BROKERS,
     DEFAULT_API_URL,
     DEFAULT_HTTP_TIMEOUT_SECONDS,
     DEFAULT_INSTRUMENTS_URL,
@@ -19,11 +22,13 @@ from copytrade.config.model import (
     FOLLOWER_OPTIONS,
     SIZING_MODES,
     AccountConfig,
+    AlertsConfig,
     Config,
     Egress,
     FollowerConfig,
     Option,
     Settings,
+    SimConfig,
     Sizing,
 )
 from copytrade.config.table import (
@@ -34,18 +39,18 @@ from copytrade.config.table import (
     key_path,
     range_text,
     read_toml,
-    reject_unknown_keys,
     shown,
 )
+from copytrade.config.urls import url_problem
 from copytrade.errors import ConfigError
 from copytrade.home import home_paths
 
 # Names end up in logs, CLI arguments and file names: keep them plain.
-_FOLLOWER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
-_ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+FOLLOWER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
-_TOP_LEVEL_KEYS = ("leader", "followers", "settings")
+_TOP_LEVEL_KEYS = ("broker", "sim", "leader", "followers", "settings", "alerts")
 # AccountConfig with its Egress flattened, as written in [leader] and [[followers]].
 _ACCOUNT_KEYS = (
     "client_id",
@@ -57,10 +62,21 @@ _ACCOUNT_KEYS = (
 )
 _FOLLOWER_KEYS = ("name", *_ACCOUNT_KEYS, *SIZING_MODES, *(key for key, _ in FOLLOWER_OPTIONS))
 _SETTINGS_KEYS = tuple(setting.name for setting in fields(Settings))
+_SIM_KEYS = tuple(key.name for key in fields(SimConfig))
+_ALERTS_KEYS = tuple(key.name for key in fields(AlertsConfig))
 
+# What every alert payload carries itself; [alerts] fields may not replace them.
+ALERT_PAYLOAD_KEYS = ("text", "message", "kind", "severity", "at", "follower",
+                      "leader_order_id", "source")
+MAX_ALERT_FIELDS = 20
+MAX_ALERT_FIELD_KEY = 64
+MAX_ALERT_FIELD_VALUE = 1000
+
+# The wheel ships no docs/: point at commands, which every install has.
 _NO_CONFIG_HINT = (
-    "create it with a [leader] table and one [[followers]] table per follower "
-    "(see docs/configuration.md for a full example), or pass --config PATH"
+    "write one with `copytrade config init --sim` (paper trading on the emulator) or "
+    "`copytrade config init` (your Dhan accounts); see `copytrade config init --help`, "
+    "or pass --config PATH"
 )
 
 
@@ -74,45 +90,73 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path.name}: {exc}") from None
 
 
+def config_from_text(text: str, source: Path) -> Config:
+    """A configuration not yet written (config init checks what it is about to write)."""
+    try:
+        return _parse_config(tomllib.loads(text), source=source)
+    except (Invalid, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{source.name}: {exc}") from None
+
+
 def _parse_config(data: Mapping[str, Any], *, source: Path | None) -> Config:
-    reject_unknown_keys(data, _TOP_LEVEL_KEYS, where="")
+    top = Table(data, "", _TOP_LEVEL_KEYS)
+    broker = top.choice("broker", BROKERS, "dhan")
+    sim = _parse_sim(data.get("sim"), broker)
     if "leader" not in data:
         raise Invalid("leader", "missing; add a [leader] table with client_id")
-    leader = _parse_account(Table(data["leader"], "leader", _ACCOUNT_KEYS))
+    leader = _parse_account(Table(data["leader"], "leader", _ACCOUNT_KEYS), sim)
     return Config(
         leader=leader,
-        followers=_parse_followers(data.get("followers", [])),
-        settings=_parse_settings(data.get("settings", {})),
+        followers=_parse_followers(data.get("followers", []), sim),
+        settings=_parse_settings(data.get("settings", {}), sim),
         source=source,
+        broker=broker,
+        alerts=_parse_alerts(data.get("alerts", {})),
+        sim=sim,
     )
 
 
-def _parse_followers(raw: object) -> tuple[FollowerConfig, ...]:
+def _parse_sim(raw: object, broker: str) -> SimConfig | None:
+    """The effective [sim] with broker = "sim" (every key defaulted); None with Dhan."""
+    if broker != "sim":
+        if raw is not None:
+            raise Invalid(
+                "sim",
+                '[sim] is read only with broker = "sim": add broker = "sim" at the top of '
+                "the file (before any table) to trade on the emulator, or remove [sim]",
+            )
+        return None
+    table = Table({} if raw is None else raw, "sim", _SIM_KEYS)
+    defaults = SimConfig()
+    return SimConfig(**{key: table.string(key, getattr(defaults, key)) for key in _SIM_KEYS})
+
+
+def _parse_followers(raw: object, sim: SimConfig | None) -> tuple[FollowerConfig, ...]:
     if isinstance(raw, dict):
         raise Invalid(
             "followers", "must be an array of tables: write [[followers]], not [followers]"
         )
     if not isinstance(raw, list):
         raise Invalid("followers", "must be an array of tables ([[followers]])")
-    return tuple(_parse_follower(index, item) for index, item in enumerate(raw))
+    return tuple(_parse_follower(index, item, sim) for index, item in enumerate(raw))
 
 
 def _follower_where(index: int, raw: object) -> str:
     name = raw.get("name") if isinstance(raw, dict) else None
-    if isinstance(name, str) and _FOLLOWER_NAME.fullmatch(name):
+    if isinstance(name, str) and FOLLOWER_NAME.fullmatch(name):
         return f"followers[{index}] ({name})"
     return f"followers[{index}]"
 
 
-def _parse_follower(index: int, raw: object) -> FollowerConfig:
+def _parse_follower(index: int, raw: object, sim: SimConfig | None) -> FollowerConfig:
     table = Table(raw, _follower_where(index, raw), _FOLLOWER_KEYS)
     name = table.string("name")
-    if not _FOLLOWER_NAME.fullmatch(name):
+    if not FOLLOWER_NAME.fullmatch(name):
         raise table.invalid(
             "name", "must be 1-32 letters, digits, '_', '.' or '-', starting with a letter or digit"
         )
     # Read in this order (the key list's): the first mistake found is the one reported.
-    account = _parse_account(table)
+    account = _parse_account(table, sim)
     sizing = _parse_sizing(table)
     options = {key: _read_option(table, key, option) for key, option in FOLLOWER_OPTIONS}
     return FollowerConfig(name=name, account=account, sizing=sizing, **options)
@@ -135,14 +179,15 @@ def _read_option(table: Table, key: str, option: Option) -> Any:
     raise AssertionError(f"no reader for {option.kind!r}")  # pragma: no cover
 
 
-def _parse_account(table: Table) -> AccountConfig:
+def _parse_account(table: Table, sim: SimConfig | None) -> AccountConfig:
+    """One account; with broker = "sim" its URLs default to [sim]'s."""
     client_id = table.string("client_id")
-    if not _CLIENT_ID.fullmatch(client_id):
+    if not CLIENT_ID.fullmatch(client_id):
         raise table.invalid(
             "client_id", "must be the Dhan client id: up to 32 letters, digits, '_' or '-'"
         )
     env_var = table.string("access_token_env", f"DHAN_TOKEN_{client_id.replace('-', '_')}")
-    if not _ENV_VAR_NAME.fullmatch(env_var):
+    if not ENV_VAR_NAME.fullmatch(env_var):
         # Never echo the value: a token pasted here by mistake must not be printed.
         raise table.invalid(
             "access_token_env",
@@ -152,8 +197,10 @@ def _parse_account(table: Table) -> AccountConfig:
     return AccountConfig(
         client_id=client_id,
         access_token_env=env_var,
-        api_url=table.string("api_url", DEFAULT_API_URL),
-        order_ws_url=table.string("order_ws_url", DEFAULT_ORDER_WS_URL),
+        api_url=table.string("api_url", sim.api_url if sim else DEFAULT_API_URL),
+        order_ws_url=table.string(
+            "order_ws_url", sim.order_ws_url if sim else DEFAULT_ORDER_WS_URL
+        ),
         egress=Egress(
             proxy=table.string("proxy", None),
             source_address=table.string("source_address", None),
@@ -188,10 +235,14 @@ def _parse_sizing(table: Table) -> Sizing:
     return chosen[0]
 
 
-def _parse_settings(raw: object) -> Settings:
+def _parse_settings(raw: object, sim: SimConfig | None) -> Settings:
+    """With broker = "sim" the instrument list is the emulator's and the trading calendar
+    is off by default (the emulator trades at any hour); an explicit value still wins."""
     table = Table(raw, "settings", _SETTINGS_KEYS)
     return Settings(
-        instruments_url=table.string("instruments_url", DEFAULT_INSTRUMENTS_URL),
+        instruments_url=table.string(
+            "instruments_url", sim.instruments_url if sim else DEFAULT_INSTRUMENTS_URL
+        ),
         reconcile_interval_seconds=table.number(
             "reconcile_interval_seconds", DEFAULT_RECONCILE_INTERVAL_SECONDS
         ),
@@ -202,7 +253,7 @@ def _parse_settings(raw: object) -> Settings:
         renew_tokens=table.boolean("renew_tokens", True),
         renew_before_minutes=table.number("renew_before_minutes",
                                           DEFAULT_RENEW_BEFORE_MINUTES),
-        market_hours=table.boolean("market_hours", True),
+        market_hours=table.boolean("market_hours", sim is None),
     )
 
 
@@ -220,3 +271,63 @@ def _parse_freeze_limits(raw: object) -> Mapping[str, int]:
             )
         limits[security_id] = units
     return types.MappingProxyType(limits)
+
+
+def _parse_alerts(raw: object) -> AlertsConfig:
+    table = Table(raw, "alerts", _ALERTS_KEYS)
+    defaults = AlertsConfig()
+    url = table.string("webhook_url", None)
+    env_var = table.string("webhook_url_env", None)
+    if url is not None and env_var is not None:
+        raise table.invalid("webhook_url_env", "set webhook_url or webhook_url_env, not both")
+    if url is not None and webhook_url_problem(url):
+        raise table.invalid("webhook_url", str(webhook_url_problem(url)))
+    if env_var is not None and not ENV_VAR_NAME.fullmatch(env_var):
+        # Never echo it: the URL itself (a bot token in it) may have been pasted here.
+        raise table.invalid(
+            "webhook_url_env",
+            "must be the NAME of an environment variable (letters, digits, '_') "
+            "holding the webhook URL, not the URL itself",
+        )
+    retries = table.integer("retries")
+    return AlertsConfig(
+        webhook_url=url,
+        webhook_url_env=env_var,
+        fields=_parse_alert_fields(table.get("fields", {})),
+        timeout_seconds=table.number("timeout_seconds", defaults.timeout_seconds),
+        retries=defaults.retries if retries is None else retries,
+    )
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """What makes `url` unusable as a webhook (http(s) with a host), quoting none of it:
+    its path or query may hold a bot token. Also for the URL in webhook_url_env."""
+    problem = url_problem(url)
+    if problem and problem.startswith("contains"):  # a space or control character, by position
+        return problem
+    if problem or urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).hostname:
+        return "must be an https:// (or http://) URL with a host (and a port from 1 to 65535)"
+    return None
+
+
+def _parse_alert_fields(raw: object) -> Mapping[str, str]:
+    where = "alerts.fields"
+    if not isinstance(raw, dict):
+        raise Invalid(where, 'must be a table of strings, e.g. fields = { chat_id = "-100123" }')
+    if len(raw) > MAX_ALERT_FIELDS:
+        raise Invalid(where, f"has {len(raw)} entries; at most {MAX_ALERT_FIELDS}")
+    merged = {}
+    for key, value in raw.items():
+        at = key_path(where, key)
+        if not 1 <= len(key) <= MAX_ALERT_FIELD_KEY:
+            raise Invalid(where, f"a key is {len(key)} characters long; 1 to "
+                          f"{MAX_ALERT_FIELD_KEY}")
+        if key in ALERT_PAYLOAD_KEYS:
+            raise Invalid(at, "copytrade sets this key in every alert; choose another name")
+        if not isinstance(value, str):
+            hint = f' (quote it: "{value}")' if is_int(value) else ""
+            raise Invalid(at, f"must be a string{hint}")
+        if len(value) > MAX_ALERT_FIELD_VALUE:
+            raise Invalid(at, f"is {len(value)} characters long; at most {MAX_ALERT_FIELD_VALUE}")
+        merged[key] = value
+    return types.MappingProxyType(merged)

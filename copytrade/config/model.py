@@ -53,6 +53,9 @@ RANGES: Mapping[str, tuple[float, float]] = types.MappingProxyType(
         # A token lives 24 hours: renewing more than 23 h before its end would renew it
         # every time it is read; under 5 min leaves no room for a retry.
         "renew_before_minutes": (5.0, 1_380.0),
+        # [alerts] numbers, keyed by table: an alert must never hold follow up for long.
+        "alerts.timeout_seconds": (0.5, 60.0),
+        "alerts.retries": (0, 10),
     }
 )
 
@@ -149,12 +152,50 @@ class Settings:
     market_hours: bool = True
 
 
+Broker = Literal["dhan", "sim"]
+BROKERS: tuple[str, ...] = get_args(Broker)
+
+# Where `broker = "sim"` points every account by default: `copytrade sim`'s default ports.
+DEFAULT_SIM_API_URL = "http://127.0.0.1:8181/v2"
+DEFAULT_SIM_ORDER_WS_URL = "ws://127.0.0.1:8182"
+DEFAULT_SIM_INSTRUMENTS_URL = "http://127.0.0.1:8181/api-data/api-scrip-master.csv"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """[sim]: the emulator every account talks to unless it sets its own URLs."""
+
+    api_url: str = DEFAULT_SIM_API_URL
+    order_ws_url: str = DEFAULT_SIM_ORDER_WS_URL
+    instruments_url: str = DEFAULT_SIM_INSTRUMENTS_URL
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: where follow tells a person what needs them (a generic JSON POST)."""
+
+    webhook_url: str | None = None  # None: no alerts
+    # Name of an environment variable holding the URL instead (Telegram's carries a bot token).
+    webhook_url_env: str | None = None
+    # Merged into every payload: chat_id for Telegram, topic for ntfy.
+    fields: Mapping[str, str] = field(default_factory=lambda: types.MappingProxyType({}))
+    timeout_seconds: float = 5.0
+    retries: int = 3  # further attempts after the first, with backoff
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.webhook_url_env)
+
+
 @dataclass(frozen=True)
 class Config:
     leader: AccountConfig
     followers: tuple[FollowerConfig, ...]
     settings: Settings
     source: Path | None
+    broker: Broker = "dhan"
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    sim: SimConfig | None = None  # the effective [sim] when broker = "sim", else None
 
     @property
     def enabled_followers(self) -> tuple[FollowerConfig, ...]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from copytrade.config.model import (
     FOLLOWER_OPTIONS,
     AccountConfig,
+    AlertsConfig,
     Config,
     FollowerConfig,
     TokenSource,
@@ -27,6 +30,12 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
     """
     return {
         "source": str(config.source) if config.source else None,
+        "broker": config.broker,
+        "sim": (
+            {key: safe_url(value) for key, value in asdict(config.sim).items()}
+            if config.sim
+            else None
+        ),
         "leader": _account_data(config.leader, tokens_present),
         "followers": [_follower_data(f, tokens_present) for f in config.followers],
         "settings": {
@@ -40,7 +49,37 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
             "market_hours": config.settings.market_hours,
             "freeze_limits": dict(config.settings.freeze_limits),
         },
+        "alerts": _alerts_data(config.alerts),
     }
+
+
+def _alerts_data(alerts: AlertsConfig) -> dict[str, Any]:
+    return {
+        "webhook_url": masked_url(alerts.webhook_url) if alerts.webhook_url else None,
+        "webhook_url_env": alerts.webhook_url_env,  # the variable's name, never its value
+        "timeout_seconds": alerts.timeout_seconds,
+        "retries": alerts.retries,
+        "fields": dict(alerts.fields),
+    }
+
+
+HIDDEN = "…"
+
+
+def masked_url(url: str) -> str:
+    """Scheme, host and port only: `https://api.telegram.org/…`. A webhook URL's path or
+    query may hold a bot token, its user part a password. Ends with HIDDEN exactly when
+    something was left out, so a URL without path or query is shown whole."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"(unparseable URL){HIDDEN}"
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    hidden = parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc
+    shown_path = f"/{HIDDEN}" if hidden else parts.path
+    return f"{parts.scheme}://{netloc}{shown_path}"
 
 
 def _account_data(account: AccountConfig, tokens_present: TokensPresent) -> dict[str, Any]:

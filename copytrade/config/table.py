@@ -63,6 +63,12 @@ class Table:
     def invalid(self, key: str, message: str) -> Invalid:
         return Invalid(key_path(self.where, key), message)
 
+    def range_key(self, key: str) -> str:
+        """The key's RANGES entry: "alerts.retries" for a key of a table whose numbers are
+        ranged by table, else the key itself (follower and settings numbers)."""
+        dotted = f"{self.where}.{key}"
+        return dotted if dotted in RANGES else key
+
     def get(self, key: str, default: object) -> object:
         return self.data.get(key, default)
 
@@ -93,8 +99,9 @@ class Table:
             raise self.invalid(key, "must be a number")
         if not math.isfinite(value):
             raise self.invalid(key, "must be a finite number")
-        if not in_range(key, value):
-            raise self.invalid(key, f"must be {range_text(key)}, not {shown(value)}")
+        ranged = self.range_key(key)
+        if not in_range(ranged, value):
+            raise self.invalid(key, f"must be {range_text(ranged)}, not {shown(value)}")
         return float(value)
 
     def integer(self, key: str) -> int | None:
@@ -102,8 +109,11 @@ class Table:
         value = self.data.get(key)
         if value is None:
             return None
-        if not is_int(value) or not in_range(key, value):
-            raise self.invalid(key, f"must be a whole number {range_text(key)}, not {shown(value)}")
+        ranged = self.range_key(key)
+        if not is_int(value) or not in_range(ranged, value):
+            raise self.invalid(
+                key, f"must be a whole number {range_text(ranged)}, not {shown(value)}"
+            )
         return value
 
     def whole_number(self, key: str) -> float | None:
@@ -159,6 +169,12 @@ def unknown_key_message(key: str, known: Collection[str]) -> str:
         return (
             "tokens do not belong in copytrade.toml; put the token in an environment "
             "variable named by access_token_env, or in secrets.toml"
+        )
+    if key == "broker":
+        # TOML puts a key written after [leader] into [leader]: the usual slip.
+        return (
+            'unknown key here: write broker = "sim" (or "dhan") at the top of the file, '
+            "before the first [table]"
         )
     return f"unknown key{did_you_mean(key, known)}"
 

@@ -111,6 +111,20 @@ def token_problems(
             )
 
 
+def account_token(
+    account: AccountConfig, environ: Mapping[str, str], file_tokens: Mapping[str, Secret]
+) -> tuple[Secret | None, TokenSource | None]:
+    """One account's token and where it comes from ((None, None): it has none), chosen as
+    resolve_tokens chooses; a ConfigError (not naming the account) if it is malformed."""
+    return _token_from(account, environ, file_tokens)
+
+
+def token_shape_problem(token: str) -> str | None:
+    """What is wrong with a token's shape ("is 9 characters long"), quoting none of it;
+    None if it could be a Dhan token. Check before wrapping it in a Secret."""
+    return _token_problem(token)
+
+
 def read_secrets_file(path: Path) -> dict[str, Secret]:
     """The [tokens] table of secrets.toml; {} if there is no such file.
 

@@ -8,12 +8,14 @@ in tokens.py, because validate() itself asks tokens.py about each token.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from copytrade.config.load import webhook_url_problem
 from copytrade.config.model import (
     PRODUCTS,
     SEGMENTS,
@@ -22,7 +24,7 @@ from copytrade.config.model import (
     Egress,
     FollowerConfig,
     Problem,
-    Settings,
+    SimConfig,
     accounts,
     follower_where,
 )
@@ -45,12 +47,15 @@ def validate(
     problems += token_problems(config, environ, secrets_file)
     problems += _check_accounts_distinct(config)
     problems += _check_names_distinct(config)
+    problems += _check_sim(config.sim)
     for where, account, _required in accounts(config):
-        problems += _check_account(where, account, config.leader)
+        problems += _check_account(where, account, config)
     for index, follower in enumerate(config.followers):
         problems += _check_follower_lists(follower_where(index, follower), follower)
-    problems += _check_egress_shared(config)
-    problems += _check_settings(config.settings)
+    if config.broker == "dhan":  # the emulator takes orders from any address
+        problems += _check_egress_shared(config)
+    problems += _check_settings(config)
+    problems += _check_alerts(config, os.environ if environ is None else environ)
     problems += _check_enabled_followers(config)
     return sorted(problems, key=_file_order)
 
@@ -79,7 +84,12 @@ def problem_counts(problems: Iterable[Problem]) -> Counter[str]:
 
 
 def _file_order(problem: Problem) -> tuple[int, int]:
-    """The secrets file, leader, each follower in turn, settings, then the whole list."""
+    """The secrets file, [sim], leader, each follower in turn, settings, alerts, then the
+    whole list."""
+    if problem.where.startswith("sim."):
+        return (0, 1)
+    if problem.where.startswith("alerts"):
+        return (3, 1)
     if problem.where.startswith("leader"):
         return (1, 0)
     follower = re.match(r"followers\[(\d+)\]", problem.where)
@@ -125,10 +135,30 @@ def _check_names_distinct(config: Config) -> Iterator[Problem]:
             first_index[key] = index
 
 
-def _check_account(where: str, account: AccountConfig, leader: AccountConfig) -> Iterator[Problem]:
-    yield from _check_url(f"{where}.api_url", account.api_url, ("https", "http"))
-    yield from _check_url(f"{where}.order_ws_url", account.order_ws_url, ("wss", "ws"))
+def _check_sim(sim: SimConfig | None) -> Iterator[Problem]:
+    """[sim]'s URLs, once: the accounts that inherit them are not checked again."""
+    if sim is None:
+        return
+    yield from _check_url("sim.api_url", sim.api_url, ("https", "http"), warn_plain=False)
+    yield from _check_url("sim.order_ws_url", sim.order_ws_url, ("wss", "ws"), warn_plain=False)
+    yield from _check_url(
+        "sim.instruments_url", sim.instruments_url, ("https", "http"), warn_plain=False
+    )
+
+
+def _check_account(where: str, account: AccountConfig, config: Config) -> Iterator[Problem]:
+    # On the emulator tokens are fake: plain http to another host carries nothing secret.
+    warn_plain, sim = config.broker == "dhan", config.sim
+    if not (sim and account.api_url == sim.api_url):
+        yield from _check_url(
+            f"{where}.api_url", account.api_url, ("https", "http"), warn_plain=warn_plain
+        )
+    if not (sim and account.order_ws_url == sim.order_ws_url):
+        yield from _check_url(
+            f"{where}.order_ws_url", account.order_ws_url, ("wss", "ws"), warn_plain=warn_plain
+        )
     yield from _check_egress(where, account.egress)
+    leader = config.leader
     ours, theirs = host(account.api_url), host(leader.api_url)
     if account is not leader and ours and theirs and ours != theirs:
         yield _warning(
@@ -197,12 +227,20 @@ def _check_egress_shared(config: Config) -> Iterator[Problem]:
         if not (f.account.egress.proxy or f.account.egress.source_address)
     ]
     if len(implicit) > 1:
+        on_emulator = all(_on_this_machine(f.account.api_url) for _index, f in sending)
         yield _warning(
             "followers",
             f"{len(implicit)} followers send from this host's default "
             "address; Dhan accepts each whitelisted IP for one account only, so "
-            "give each a proxy or source_address",
+            "give each a proxy or source_address"
+            + ('; paper trading on the emulator? set broker = "sim" at the top of the file'
+               if on_emulator else ""),
         )
+
+
+def _on_this_machine(url: str) -> bool:
+    hostname = host(url)
+    return hostname is not None and is_loopback(urlsplit(url).hostname or "")
 
 
 def _check_follower_lists(where: str, follower: FollowerConfig) -> Iterator[Problem]:
@@ -233,14 +271,51 @@ def _check_names(
             yield _error(where, f"unknown name {value!r}{did_you_mean(value, sorted(known))}")
 
 
-def _check_settings(settings: Settings) -> Iterator[Problem]:
-    yield from _check_url("settings.instruments_url", settings.instruments_url, ("https", "http"))
+def _check_settings(config: Config) -> Iterator[Problem]:
+    settings, sim = config.settings, config.sim
+    if not (sim and settings.instruments_url == sim.instruments_url):
+        yield from _check_url(
+            "settings.instruments_url",
+            settings.instruments_url,
+            ("https", "http"),
+            warn_plain=config.broker == "dhan",
+        )
     for security_id in settings.freeze_limits:
         if not security_id.isdigit():
             yield _warning(
                 key_path("settings.freeze_limits", security_id),
                 "does not look like a Dhan security id (digits)",
             )
+
+
+def _check_alerts(config: Config, environ: Mapping[str, str]) -> Iterator[Problem]:
+    """The webhook URL, from the file or its variable; never quoted (a bot token in it)."""
+    alerts = config.alerts
+    url = alerts.webhook_url
+    where = "alerts.webhook_url"
+    if alerts.webhook_url_env:
+        where = "alerts.webhook_url_env"
+        url = environ.get(alerts.webhook_url_env, "").strip()
+        if not url:
+            yield _warning(
+                where,
+                f"the environment variable {alerts.webhook_url_env} is not set: "
+                "follow would send no alerts",
+            )
+            return
+        problem = webhook_url_problem(url)
+        if problem:
+            yield _error(where, f"the URL in {alerts.webhook_url_env} {problem}")
+            return
+    if not url:
+        return
+    parts = urlsplit(url)
+    if config.broker == "dhan" and parts.scheme == "http" and not is_loopback(parts.hostname or ""):
+        yield _warning(
+            where,
+            f"http:// to {parts.hostname} is unencrypted: whatever the URL carries (a bot "
+            "token) and every alert travel in clear; use https://",
+        )
 
 
 def _check_enabled_followers(config: Config) -> Iterator[Problem]:

@@ -142,7 +142,8 @@ def test_validate_without_a_config_file_says_where_it_looked(
 ) -> None:
     assert run(["config", "validate"]) == ExitCode.CONFIG
     err = capsys.readouterr().err
-    assert err.startswith(f"error: no file at {copytrade_home / 'copytrade.toml'}; create it")
+    assert err.startswith(f"error: no file at {copytrade_home / 'copytrade.toml'}; write one "
+                          "with `copytrade config init --sim`")
     assert err.count("\n") == 1
 
 
@@ -243,3 +244,66 @@ def test_config_alone_prints_its_help(capsys: pytest.CaptureFixture[str]) -> Non
     captured = capsys.readouterr()
     assert "validate" in captured.out + captured.err
     assert "show" in captured.out + captured.err
+
+
+# --- broker, [sim] and [alerts] (issue 11) ------------------------------------------------
+
+SIM_CONFIG = """
+broker = "sim"
+
+[sim]
+api_url = "http://127.0.0.1:40001/v2"
+
+[leader]
+client_id = "1000000001"
+access_token_env = "DHAN_LEADER_TOKEN"
+
+[[followers]]
+name = "family-1"
+client_id = "1000000002"
+access_token_env = "DHAN_F1_TOKEN"
+multiplier = 1.0
+
+[[followers]]
+name = "family-2"
+client_id = "1000000003"
+multiplier = 2.0
+
+[alerts]
+webhook_url = "https://api.telegram.org/bot12345:AAH-hook-secret/sendMessage"
+fields = { chat_id = "-1001234567890" }
+"""
+
+
+@pytest.mark.usefixtures("tokens")
+def test_validate_a_sim_config_has_no_egress_warning(
+    home_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home_config.write_text(textwrap.dedent(SIM_CONFIG))
+    assert run(["config", "validate"]) == ExitCode.OK
+    assert capsys.readouterr().out.startswith(f"{home_config}: 0 errors, 0 warnings; ok: ")
+
+
+def test_show_prints_broker_sim_and_alerts_masked(
+    home_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home_config.write_text(textwrap.dedent(SIM_CONFIG))
+    assert run(["config", "show"]) == ExitCode.OK
+    toml_out = capsys.readouterr().out
+    assert run(["config", "show", "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    for text in (toml_out, json.dumps(data)):
+        assert "hook-secret" not in text and "sendMessage" not in text
+    assert data["broker"] == "sim"
+    assert data["sim"]["api_url"] == "http://127.0.0.1:40001/v2"
+    assert data["sim"]["order_ws_url"] == "ws://127.0.0.1:8182"  # the default, filled in
+    assert data["alerts"]["webhook_url"] == "https://api.telegram.org/…"
+    assert data["leader"]["api_url"] == "http://127.0.0.1:40001/v2"
+    assert 'broker = "sim"' in toml_out.splitlines()
+    # the TOML form is still a copytrade.toml with the same accounts
+    shown = tmp_path / "shown.toml"
+    shown.write_text(toml_out)
+    original, reloaded = load_config(home_config), load_config(shown)
+    assert (reloaded.broker, reloaded.sim) == (original.broker, original.sim)
+    assert reloaded.followers == original.followers
+    assert dict(reloaded.alerts.fields) == {"chat_id": "-1001234567890"}

@@ -285,13 +285,18 @@ CONFIG_DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 def test_the_documentation_gives_each_range_next_to_its_key(key: str) -> None:
     low, high = RANGES[key]
     words = f"{bound_text(low)} to {bound_text(high)}"
-    rows = [line for line in CONFIG_DOC.read_text().splitlines() if f"`{key}" in line]
+    # A table's key ("alerts.retries") is documented in its table's section by its name.
+    table, _dot, name = key.rpartition(".")
+    text = CONFIG_DOC.read_text()
+    if table:
+        text = text.split(f"## `[{table}]`", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in text.splitlines() if f"`{name}" in line]
     assert any(words in row for row in rows), f"{key}: {words!r} not in its docs row"
 
 
 # --- hypothesis: any float loads within range or is a ConfigError, nothing else -----------
 
-INTEGER_KEYS = ("max_quantity", "freeze_limits", "max_orders_per_second")
+INTEGER_KEYS = ("max_quantity", "freeze_limits", "max_orders_per_second", "alerts.retries")
 SETTINGS_KEYS = ("reconcile_interval_seconds", "http_timeout_seconds", "order_rate_scale",
                  "renew_before_minutes", "max_orders_per_second")
 
@@ -306,6 +311,8 @@ def numeric_text(key: str, line: str) -> str:
     """A clean config with `line` (setting `key`) in the right table."""
     if key == "freeze_limits":
         return config_text(settings=line.replace(" = ", " = { 1333 = ") + " }")
+    if key.startswith("alerts."):  # a dotted key before the first table: [alerts]'s
+        return f"{line}\n{config_text()}"
     if key in SETTINGS_KEYS:
         return config_text(settings=line)
     if key in {"multiplier", "fixed_lots"}:
@@ -317,6 +324,8 @@ def loaded_value(config: Config, key: str) -> float:
     follower = config.followers[0]
     if key == "freeze_limits":
         return config.settings.freeze_limits["1333"]
+    if key.startswith("alerts."):
+        return getattr(config.alerts, key.removeprefix("alerts."))
     if key in {"multiplier", "fixed_lots"}:
         return follower.sizing.value
     if key in SETTINGS_KEYS:
@@ -339,7 +348,8 @@ def test_any_number_loads_within_its_range_or_is_a_config_error(
         config = load(config_file, numeric_text(key, line))
     except ConfigError as error:
         assert "\n" not in error.message
-        assert f".{key}" in error.message
+        # "followers[0] (f1).max_quantity", "settings.freeze_limits.1333", "alerts.retries"
+        assert re.search(rf"[ .]{re.escape(key)}[.:]", error.message)
         return
     loaded = loaded_value(config, key)
     low, high = RANGES[key]
@@ -714,3 +724,53 @@ def test_the_cli_process_exits_3_and_never_prints_the_token() -> None:
     )
     assert follow.returncode == 3
     assert_no_token_in(follow.stdout + follow.stderr, bad)
+
+
+# --- issue 11: [alerts] webhook URLs carry bot tokens; config init takes none on argv ------
+
+HOOK = f"https://api.telegram.org/bot{TOKEN}/sendMessage?chat_id=1"
+
+
+@pytest.mark.parametrize("alerts", [
+    f'webhook_url = "{HOOK}"',
+    f'webhook_url = "ftp://api.telegram.org/bot{TOKEN}"',
+    f'webhook_url = "https://api.telegram.org:0/bot{TOKEN}"',
+    f'webhook_url = "https://[api.telegram.org/bot{TOKEN}"',
+    f'webhook_url_env = "{HOOK}"',
+    f'webhook_url_env = "{TOKEN}"',
+    f'fields = {{ chat_id = "{TOKEN}" }}\nwebhook_url = "http://x"\nwebhook_url_env = "A"',
+], ids=["good", "scheme", "port-0", "bracket", "url-as-env-name", "token-as-env-name", "both"])
+def test_validate_and_show_never_print_a_webhook_urls_path(
+    home_config: Path, capsys: pytest.CaptureFixture[str], alerts: str
+) -> None:
+    home_config.write_text(config_text() + f"\n[alerts]\n{alerts}\n")
+    run(["config", "validate"])
+    run(["config", "show"])
+    run(["config", "show", "--json"])
+    out, err = capsys.readouterr()
+    assert_no_token_in(out + err)
+
+
+def test_a_webhook_url_in_its_variable_is_never_printed(
+    home_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home_config.write_text(config_text() + '\n[alerts]\nwebhook_url_env = "HOOK"\n')
+    for value in (HOOK, f"bot{TOKEN}", f"https://api.telegram.org:99999/bot{TOKEN}"):
+        monkeypatch.setenv("HOOK", value)
+        run(["config", "validate"])
+        run(["config", "show", "--json"])
+        out, err = capsys.readouterr()
+        assert "HOOK" in out + err
+        assert_no_token_in(out + err)
+
+
+@pytest.mark.parametrize(
+    "sim", ["http://127.0.0.1:8181/v2?x=\x07", "http://h:99999/v2", "x" * 5000, "http://h/api"]
+)
+def test_config_init_refuses_a_hostile_sim_url_in_one_line(
+    copytrade_home: Path, capsys: pytest.CaptureFixture[str], sim: str
+) -> None:
+    assert run(["config", "init", "--sim", sim]) == ExitCode.USAGE
+    _out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: --sim: ")
+    assert list(copytrade_home.iterdir()) == []
