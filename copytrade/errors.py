@@ -30,7 +30,7 @@ class AuthError(CopytradeError):
 
     refresh_hint = (
         "Dhan access tokens last at most 24 hours: generate a new one at web.dhan.co "
-        "(My Profile > Access DhanHQ APIs) and put it in secrets.toml in your copytrade home"
+        "(My Profile > Access DhanHQ APIs) and save it with `copytrade token set ACCOUNT`"
     )
 
     def __init__(self, message: str, *, account: str | None = None) -> None:

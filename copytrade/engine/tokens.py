@@ -88,10 +88,15 @@ def renewal_due(valid_until: datetime, now: datetime, renew_before: timedelta) -
     return valid_until - now <= renew_before
 
 
-def next_check_at(valid_until: datetime, now: datetime, renew_before: timedelta,
+def next_check_at(valid_until: datetime, now: datetime, due_before: timedelta,
                   check_every: timedelta = CHECK_EVERY) -> datetime:
-    """The hourly read, or the moment renewal falls due if that comes first."""
-    return max(now, min(now + check_every, valid_until - renew_before))
+    """The hourly read, or the moment `due_before` the end (renewal, or the warning when
+    renewal is off) if that comes first. A point already passed means hourly reads again:
+    it must not turn every one-second round of the loop into a read of Dhan's profile."""
+    due = valid_until - due_before
+    if due <= now:
+        return now + check_every
+    return min(now + check_every, due)
 
 
 SwitchFn = Callable[[str, Secret, str], None]  # (client id, new token, why)
@@ -178,8 +183,10 @@ class TokenKeeper:
                                                      self.wiring.renew_before):
                     self._renew(state, endpoints, now)
                     return
-                state.next_check = next_check_at(state.valid_until, now,
-                                                 self.wiring.renew_before, self.check_every)
+                # Renewal off: the next point that matters is the warning's.
+                due_before = self.wiring.renew_before if self.wiring.renew else WARN_BEFORE
+                state.next_check = next_check_at(state.valid_until, now, due_before,
+                                                 self.check_every)
                 self._warn_if_close(state, now, "renewal is off (renew_tokens = false)"
                                     if not self.wiring.renew else "")
                 return
@@ -194,8 +201,8 @@ class TokenKeeper:
                 state.refused = True
                 self.on_notice(state.client_id, "token_refused", f"the token of "
                                f"{self._role(state)} is refused ({outcome.code or 'DH-901'}): "
-                               "write a new one to secrets.toml (or send SIGHUP after "
-                               "updating it); follow picks it up without a restart")
+                               f"save a new one with `copytrade token set {state.client_id}`; "
+                               "follow picks it up without a restart")
             return
         log.warning("token validity of %s could not be read: %s", self._role(state),
                     outcome.describe())

@@ -92,7 +92,7 @@ def test_auth_error_says_how_to_refresh() -> None:
     message = AuthError("access token expired (DH-901)", account="follower-1").message
     assert message.startswith("account follower-1: access token expired (DH-901); ")
     assert "web.dhan.co" in message
-    assert "secrets.toml" in message
+    assert "copytrade token set" in message
 
 
 def documented_exit_codes() -> dict[int, str]:

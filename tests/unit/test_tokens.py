@@ -100,7 +100,7 @@ class World:
 
 
 def keeper(tmp_path: Path, world: World, endpoints: FakeEndpoints, source: str,
-           file_tokens: Mapping[str, Secret] | None = None) -> TokenKeeper:
+           file_tokens: Mapping[str, Secret] | None = None, renew: bool = True) -> TokenKeeper:
     path = tmp_path / "secrets.toml"
 
     def write(p: Path, cid: str, token: Secret) -> None:
@@ -110,7 +110,7 @@ def keeper(tmp_path: Path, world: World, endpoints: FakeEndpoints, source: str,
         tokens={CID: Secret(OLD)}, sources={CID: source}, env_names={CID: "TOKEN_F1"},
         roles={CID: "follower f1"}, secrets_file=path,
         endpoints=lambda cid, token: endpoints,
-        read_file=lambda p: dict(file_tokens or {}), write_file=write)
+        read_file=lambda p: dict(file_tokens or {}), write_file=write, renew=renew)
     return TokenKeeper(wiring, on_switch=lambda cid, t, why: world.switched.append((cid, why)),
                        on_notice=lambda cid, kind, text: world.notices.append((kind, text)),
                        now=lambda: world.now)
@@ -195,3 +195,16 @@ def test_an_env_var_token_is_not_replaced_from_the_file(tmp_path: Path, source: 
     keep.request_reload()
     keep.round()
     assert world.switched == []  # the environment wins, as at start
+
+
+def test_with_renewal_off_the_last_hour_is_not_a_read_every_second(tmp_path: Path) -> None:
+    world = World()
+    endpoints = FakeEndpoints(START + timedelta(minutes=50))  # inside renew_before already
+    keep = keeper(tmp_path, world, endpoints, "secrets file", renew=False)
+    for _ in range(25 * 60):  # 25 minutes of the loop's one-second rounds
+        keep.round()
+        world.now += timedelta(seconds=1)
+    # read at start, then once at the warning point (30 min before the end); no renewal
+    assert endpoints.calls == ["profile", "profile"]
+    assert [kind for kind, _ in world.notices] == ["token_expiring"]
+    assert "renewal is off" in world.notices[0][1]
