@@ -218,7 +218,8 @@ def test_demo_prints_nothing_like_a_token(copytrade_home: Path) -> None:
     text = (result.stdout + result.stderr).decode()
     assert "leader session:" in text  # the demo ran to its summary
     # its follow lines tell their time in IST, and say so
-    events = [line for line in text.splitlines() if re.search(r" leader \d+: \w+ -> ", line)]
+    events = [line for line in text.splitlines()
+              if re.search(r"  (leader|family-\d) +\d+  .+  (seen|placed|filled)", line)]
     assert events and all(re.match(r"\d{2}:\d{2}:\d{2} IST ", line) for line in events), events
     assert re.findall(r"[0-9a-fA-F]{32}", text) == []
     for path in copytrade_home.rglob("*"):  # the demo's files are its own, and gone

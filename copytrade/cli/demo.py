@@ -28,10 +28,9 @@ def demo(
     from copytrade.cli.context import Context
     from copytrade.cli.follow import run_engine
     from copytrade.cli.logs import log_to_file
-    from copytrade.cli.render import summary_table
     from copytrade.demo import demo_world, leader_session, wait_until
     from copytrade.home import HomePaths
-    from copytrade.store.queries import lags_ms, recent_orders
+    from copytrade.store.queries import EventCursor
 
     console = Console()
     with demo_world() as world:
@@ -55,13 +54,13 @@ def demo(
         runner = threading.Thread(target=script, name="demo-leader", daemon=True)
         runner.start()
         try:
-            # A new home every time: everything in it is this run's.
-            run_engine(engine, console, duration, title="copytrade demo", printed_up_to=(0, 0))
+            # A new home every time: everything in it is this run's. run_engine ends with
+            # the run's summary.
+            run_engine(engine, console, duration, title="copytrade demo",
+                       printed_up_to=EventCursor())
         finally:
             stop.set()
             runner.join(10)
-        followers = [f.name for f in engine.followers]
-        console.print(summary_table(recent_orders(100), followers, lags_ms()))
         console.print(f"leader session: {len(script_log)} steps; the emulator, its accounts "
                       "and the demo's database were temporary.", highlight=False)
 

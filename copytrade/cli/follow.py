@@ -14,14 +14,18 @@ from copytrade.cli.config_cmd import ConfigOption
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from datetime import datetime
 
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from copytrade.cli.context import Context
     from copytrade.engine.follow import FollowEngine
+    from copytrade.store.queries import EventCursor
 
 REFRESH_SECONDS = 0.25
-LIVE_ROWS = 25
+LIVE_ROWS = 25  # the newest leader orders read for the live view (fewer if the screen is)
+PLAIN_BATCH = 500  # audit-trail rows read at a time for the plain lines
+PLAIN_BATCHES = 20  # at most this many reads per refresh: the rest at the next one
 
 
 def follow(
@@ -52,8 +56,22 @@ def follow(
         _warn_calendar(context)
         _record_start(context)
         printed_up_to = last_event_ids()  # earlier runs' events are not printed again
-        engine.prepare()
-        run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
+        # [alerts]: on their own threads; a failure there never stops follow.
+        import sys
+
+        from copytrade.engine.alert_watch import start_alerts_safely, stop_reason
+
+        alerts = start_alerts_safely(context.config, context.store,
+                                     warn=lambda text: print(f"warning: {text}", file=sys.stderr))
+        try:
+            engine.prepare()
+            run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
+        except BaseException as exc:
+            if alerts is not None:
+                alerts.stopped(stop_reason(exc))  # the error that stopped follow
+            raise
+        if alerts is not None:
+            alerts.stopped()  # with this run's summary
     finally:
         lock.close()
 
@@ -97,10 +115,15 @@ def stop_on_signals(engine: FollowEngine) -> Iterator[None]:
 
 def run_engine(engine: FollowEngine, console: Console, duration: float | None, *,
                title: str = "copytrade follow",
-               printed_up_to: tuple[int, int] | None = None) -> None:
+               printed_up_to: EventCursor | None = None) -> None:
     """Run the engine in its own thread; show it here until it ends, is told to stop, or
-    `duration` passes. Re-raises what stopped the engine (e.g. the leader's AuthError)."""
+    `duration` passes; then this run's summary. Events before `printed_up_to` (earlier
+    runs') are neither printed nor summed up. Re-raises what stopped the engine (e.g. the
+    leader's AuthError)."""
     import asyncio
+    from datetime import UTC, datetime
+
+    from copytrade.store.queries import last_event_ids
 
     failure: list[BaseException] = []
 
@@ -112,14 +135,20 @@ def run_engine(engine: FollowEngine, console: Console, duration: float | None, *
 
     worker = threading.Thread(target=run, name="follow-engine", daemon=True)
     deadline = time.monotonic() + duration if duration is not None else None
+    cursor = printed_up_to if printed_up_to is not None else last_event_ids()
+    started = datetime.now(UTC)
+    printed = cursor.trail_id
     with stop_on_signals(engine):
         worker.start()
         if console.is_terminal:
-            _live(engine, console, worker, deadline, title)
+            _live(engine, console, worker, deadline, title, started)
         else:
-            _plain(engine, console, worker, deadline, title, printed_up_to)
+            printed = _plain(engine, console, worker, deadline, title, cursor)
         engine.stop()
         worker.join(60)
+        if not console.is_terminal:
+            _print_events(engine, console, printed)  # what stopping recorded
+        _print_summary(engine, console, title, started, cursor)
     if failure:
         raise failure[0]
 
@@ -128,68 +157,91 @@ def _running(worker: threading.Thread, deadline: float | None) -> bool:
     return worker.is_alive() and (deadline is None or time.monotonic() < deadline)
 
 
-def _view(engine: FollowEngine):
-    from copytrade.cli.render import follow_view
+def live_view_of(engine: FollowEngine, *, title: str, started: datetime, now: datetime,
+                 width: int, height: int | None = None) -> RenderableType:
+    """The live view of the engine as it is now: its accounts (the status file's
+    snapshot: nothing read twice) and the newest leader orders from the store."""
+    from copytrade.cli.live_view import live_view
+    from copytrade.engine.status_file import snapshot
     from copytrade.store.queries import recent_orders
 
-    stats = engine.replicator.stats if engine.replicator else None
-    counters = {"frames": stats.leader_reports if stats else 0,
-                "duplicates": stats.duplicates if stats else 0,
-                "intents": stats.intents if stats else 0,
-                "skipped": stats.skipped if stats else 0,
-                "catch-ups": engine.status.catch_ups}
-    stream = engine.status.leader_stream
-    view = follow_view(recent_orders(LIVE_ROWS), [f.name for f in engine.followers],
-                       stream.state, stream.detail, counters, engine.status.stopped_followers,
-                       dict(engine.status.degraded))
-    warnings = dict(engine.tokens.warnings) if engine.tokens is not None else {}
-    if not warnings:
-        return view
-    from rich.console import Group
-    from rich.text import Text
-
-    from copytrade.redact import redact
-
-    return Group(view, *(Text(f"token: {redact(text)}", style="yellow")
-                         for text in warnings.values()))
+    state = snapshot(engine, started_at=started, now=now, running=True)
+    rows = LIVE_ROWS if height is None else max(1, min(LIVE_ROWS, height))
+    return live_view(state, recent_orders(rows), [f.name for f in engine.followers],
+                     title=title, now=now, width=width, height=height)
 
 
 def _live(engine: FollowEngine, console: Console, worker: threading.Thread,
-          deadline: float | None, title: str) -> None:
+          deadline: float | None, title: str, started: datetime) -> None:
+    from datetime import UTC, datetime
+
     from rich.live import Live
 
-    console.print(f"[bold]{title}[/bold]  (Ctrl-C to stop)")
-    with Live(_view(engine), console=console, refresh_per_second=4) as live:
+    def view() -> RenderableType:
+        return live_view_of(engine, title=title, started=started, now=datetime.now(UTC),
+                            width=console.width, height=console.height)
+
+    # Drawn when updated, not by a refresh thread of its own: Rich's rendering competes
+    # with the copy path for the interpreter.
+    with Live(view(), console=console, auto_refresh=False) as live:
         while _running(worker, deadline):
             time.sleep(REFRESH_SECONDS)
-            live.update(_view(engine))
+            live.update(view(), refresh=True)
 
 
 def _plain(engine: FollowEngine, console: Console, worker: threading.Thread,
-           deadline: float | None, title: str,
-           printed_up_to: tuple[int, int] | None = None) -> None:
-    """Not a terminal: one line per state change and audit event of this run, as they
-    happen."""
-    from copytrade.cli.render import audit_event_line, state_event_line
-    from copytrade.store.queries import audit_events_after, last_event_ids, state_events_after
-
+           deadline: float | None, title: str, cursor: EventCursor) -> int:
+    """Not a terminal: one line per event of this run, as they happen. The last audit
+    trail id printed."""
     console.print(f"{title}: started", highlight=False)
-    last_state, last_audit = printed_up_to or last_event_ids()
+    printed = cursor.trail_id
     while True:
         running = _running(worker, deadline)
+        printed = _print_events(engine, console, printed)
+        if not running:
+            return printed
+        time.sleep(REFRESH_SECONDS)
+
+
+def _print_events(engine: FollowEngine, console: Console, after: int) -> int:
+    """The audit trail's events after `after`, a line each; the last trail id read."""
+    from copytrade.cli.live_view import event_line, who_width
+    from copytrade.store.queries import events_after
+
+    width = who_width(f.name for f in engine.followers)
+    for _batch in range(PLAIN_BATCHES):
+        events = events_after(after, PLAIN_BATCH)
         # Plain text, written as is: no Rich rendering on the engine's interpreter (it
         # competes with the copy path), and a broker's "[...]" is never read as markup.
-        lines = []
-        for event in state_events_after(last_state):
-            last_state = event.id
-            lines.append(state_event_line(event))
-        for audit in audit_events_after(last_audit):
-            last_audit = audit.id
-            lines.append(audit_event_line(audit))
+        lines = [line for event in events if (line := event_line(event, width))]
+        if events:
+            after = events[-1].id
         if lines:
             console.file.write("\n".join(lines) + "\n")
             console.file.flush()
-        if not running:
-            return
-        time.sleep(REFRESH_SECONDS)
+        if len(events) < PLAIN_BATCH:
+            break
+    return after
 
+
+def _print_summary(engine: FollowEngine, console: Console, title: str, started: datetime,
+                   cursor: EventCursor) -> None:
+    """This run's figures per follower: a table on a terminal, aligned text otherwise."""
+    import logging
+    from datetime import UTC, datetime
+
+    from copytrade.cli.live_view import run_summary, summary_plain, summary_view
+    from copytrade.store.queries import run_rows
+
+    try:
+        summary = run_summary(title, started, datetime.now(UTC),
+                              [f.name for f in engine.followers], run_rows(cursor))
+    except Exception as exc:  # never in the way of what stopped follow
+        logging.getLogger("copytrade.follow").exception("no summary")
+        console.file.write(f"no summary of this run: {type(exc).__name__}\n")
+        return
+    if console.is_terminal:
+        console.print(summary_view(summary, console.width))
+    else:
+        console.file.write(summary_plain(summary) + "\n")
+        console.file.flush()

@@ -14,139 +14,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from copytrade.core.ist import ist_clock
 from copytrade.redact import redact
 
 if TYPE_CHECKING:
-    from rich.console import Group
     from rich.table import Table
-    from rich.text import Text
 
     from copytrade.engine.cancel import CancelPlan, CancelResult
     from copytrade.engine.replay import Progress, ReplayReport, ReplayRow
-    from copytrade.store.models import AuditEvent, StateEvent
-    from copytrade.store.queries import MirrorRow, OrderRow
 
 STATE_STYLES = {
     "FILLED": "green", "ACCEPTED": "cyan", "PARTIALLY_FILLED": "cyan", "SUBMITTED": "yellow",
     "PENDING_CANCEL": "yellow", "CANCELED": "dim", "EXPIRED": "dim", "REJECTED": "red",
     "SKIPPED": "magenta",
 }
-
-
-def mirror_cell(mirror: MirrorRow | None) -> Text:
-    from rich.text import Text
-
-    if mirror is None:
-        return Text("-", style="dim")
-    text = Text(mirror.state.lower(), style=STATE_STYLES.get(mirror.state, ""))
-    if mirror.state != "SKIPPED":
-        text.append(f" {mirror.filled}/{mirror.quantity}")
-    if mirror.lag_ms is not None:
-        text.append(f" {mirror.lag_ms:.0f}ms", style="dim")
-    if mirror.reason and mirror.state in ("SKIPPED", "REJECTED"):
-        text.append(f"\n{mirror.reason[:60]}", style="dim")
-    return text
-
-
-def orders_table(rows: Sequence[OrderRow], followers: Sequence[str]) -> Table:
-    from rich.table import Table
-
-    table = Table(expand=True, show_lines=False, header_style="bold")
-    table.add_column("leader order", no_wrap=True)
-    table.add_column("instrument", no_wrap=True)
-    table.add_column("side")
-    table.add_column("qty", justify="right")
-    table.add_column("type")
-    table.add_column("price", justify="right")
-    table.add_column("status")
-    for follower in followers:
-        table.add_column(follower)
-    for row in rows:
-        origin = " (app)" if row.placed_in_app else ""
-        table.add_row(row.order_id + origin, row.symbol, row.side,
-                      f"{row.traded}/{row.quantity}", row.order_type,
-                      f"{row.price:g}" if row.price else "-", row.status.lower(),
-                      *(mirror_cell(row.mirrors.get(name)) for name in followers))
-    return table
-
-
-def status_line(stream_state: str, stream_detail: str, counters: dict[str, int],
-                stopped: dict[str, str], degraded: dict[str, str] | None = None) -> Text:
-    from rich.text import Text
-
-    text = Text("leader stream: ", style="bold")
-    style = "green" if stream_state == "connected" else "yellow"
-    text.append(stream_state, style=style)
-    if stream_detail and stream_state != "connected":
-        text.append(f" ({redact(stream_detail)})", style="dim")  # server close reasons
-    for name, value in counters.items():
-        text.append(f"   {name}: {value}")
-    for follower, reason in stopped.items():
-        text.append(f"\nstopped {follower}: {redact(reason)}", style="red")  # broker text
-    for loop, error in (degraded or {}).items():
-        text.append(f"\ndegraded: {loop} keeps failing ({redact(error)}); see the log",
-                    style="red")
-    return text
-
-
-def follow_view(rows: Sequence[OrderRow], followers: Sequence[str], stream_state: str,
-                stream_detail: str, counters: dict[str, int], stopped: dict[str, str],
-                degraded: dict[str, str] | None = None) -> Group:
-    from rich.console import Group
-
-    return Group(status_line(stream_state, stream_detail, counters, stopped, degraded),
-                 orders_table(rows, followers))
-
-
-def percentile(values: Sequence[float], share: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * share // 1))  # ceil(n * share), at least 1
-    return ordered[int(rank) - 1]
-
-
-def summary_table(rows: Sequence[OrderRow], followers: Sequence[str],
-                  lags: Sequence[float]) -> Table:
-    from rich.table import Table
-
-    table = Table(title="summary", header_style="bold")
-    table.add_column("follower")
-    table.add_column("mirrored", justify="right")
-    table.add_column("filled", justify="right")
-    table.add_column("skipped", justify="right")
-    table.add_column("rejected", justify="right")
-    table.add_column("reasons")
-    for follower in followers:
-        mirrors = [r.mirrors[follower] for r in rows if follower in r.mirrors]
-        placed = [m for m in mirrors if m.state not in ("SKIPPED",)]
-        skipped = [m for m in mirrors if m.state == "SKIPPED"]
-        reasons = sorted({m.reason for m in skipped + [m for m in mirrors
-                                                        if m.state == "REJECTED"]})
-        table.add_row(follower, str(len(placed)),
-                      str(sum(m.state == "FILLED" for m in mirrors)), str(len(skipped)),
-                      str(sum(m.state == "REJECTED" for m in mirrors)),
-                      "; ".join(reason[:70] for reason in reasons) or "-")
-    p50, p99 = percentile(lags, 0.50), percentile(lags, 0.99)
-    if p50 is not None and p99 is not None:
-        table.caption = (f"leader seen -> follower request sent: p50 {p50:.1f} ms, "
-                         f"p99 {p99:.1f} ms over {len(lags)} orders")
-    return table
-
-
-def state_event_line(event: StateEvent) -> str:
-    """follow's plain output: one line per state change."""
-    mirror = event.mirror
-    detail = f" ({event.detail})" if event.detail else ""
-    return (f"{ist_clock(event.at)} {mirror.follower} leader {mirror.leader_order_id}: "
-            f"{event.from_state} -> {event.to_state}{detail}")
-
-
-def audit_event_line(audit: AuditEvent) -> str:
-    """follow's plain output: one line per audit event."""
-    return f"{ist_clock(audit.at)} {audit.kind}: {audit.message}"
 
 
 # ---- tables of rows: Rich on a terminal, aligned text otherwise -------------------------
@@ -276,15 +156,25 @@ def render_toml(data: dict[str, Any]) -> str:
         f"# Effective configuration from {_one_line(data['source'] or '(no file)')}",
         "# Defaults are filled in; tokens are never shown.",
         "",
-        "[leader]",
-        *_table_lines(data["leader"]),
+        f"broker = {_toml_value(data.get('broker', 'dhan'))}",
     ]
+    if data.get("sim"):
+        lines += ["", "[sim]", *_table_lines(data["sim"])]
+    lines += ["", "[leader]", *_table_lines(data["leader"])]
     for follower in data["followers"]:
         lines += ["", "[[followers]]", *_table_lines(follower)]
     settings = dict(data["settings"])
     freeze_limits = settings.pop("freeze_limits")
     lines += ["", "[settings]", *_table_lines(settings)]
     lines += ["", "[settings.freeze_limits]", *_table_lines(freeze_limits)]
+    alerts = dict(data.get("alerts", {}))
+    fields = alerts.pop("fields", {})
+    url = alerts.pop("webhook_url", None)
+    if url and url.endswith("…"):  # masked (config/show.py): a comment, never a wrong URL
+        lines += ["", "[alerts]", f"# webhook_url: {url} (path and query not shown)"]
+    else:
+        lines += ["", "[alerts]", *_table_lines({"webhook_url": url})]
+    lines += [*_table_lines(alerts), "", "[alerts.fields]", *_table_lines(fields)]
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ class Column:
     cap: int = 24  # the widest it is drawn; longer cells end in an ellipsis
     flexible: int = 0  # > 0: may be drawn this narrow, to fit beside the others
     prefer: int = 30  # a flexible column's width at its turn; it grows into what is left
+    style: Callable[[Any], str] | None = None  # a cell's colour, from its row
 
 
 def fit_columns(columns: Sequence[Column], cells: Sequence[Sequence[str]],
@@ -96,10 +97,14 @@ def fitted_table(columns: Sequence[Column], items: Sequence[Any], width: int,
         table.add_column(column.header, width=size, no_wrap=True, overflow="ellipsis",
                          justify="right" if column.right else "left")
     for number, row in enumerate(cells):
-        table.add_row(*(Text(row[index], style=styles[number] if styles and
-                             columns[index].header == styled_header else "")
-                        for index, _size in fitted))
+        table.add_row(*(Text(row[index], style=_cell_style(
+            columns[index], items[number], styles[number] if styles and
+            columns[index].header == styled_header else "")) for index, _size in fitted))
     return table
+
+
+def _cell_style(column: Column, item: Any, row_style: str) -> str:
+    return column.style(item) if column.style is not None else row_style
 
 
 def _one_line(text: str) -> str:

@@ -38,6 +38,12 @@ def mapping_rows(db: SqliteDatabase, *, trading_date: str | None = None,
     order no follower has a mirror of is one row without a follower."""
     where, params = ("l.order_id = ?", (leader_order_id,)) if leader_order_id is not None \
         else ("l.trading_date = ?", (trading_date,))
+    return rows_where(db, where, params)
+
+
+def rows_where(db: SqliteDatabase, where: str, params: tuple) -> list[MappingRow]:
+    """The rows of the leader orders `where` (an SQL condition over `l`, the leaderorder
+    table; for the store's own queries) selects, as mapping_rows orders them."""
     leaders = _rows(db, LeaderOrder, f"SELECT l.* FROM leaderorder l WHERE {where} "
                     "ORDER BY l.first_seen_at, l.order_id", params)
     mirrors = _rows(db, MirrorOrder, _MIRRORS + where + " ORDER BY m.follower, m.leg, "

@@ -118,11 +118,19 @@ def test_follow_mirrors_prints_plain_lines_and_exits_0_after_duration(
     assert "\x1b[" not in out
     lines = out.splitlines()
     assert lines[0] == "copytrade follow: started"
-    assert any(f"f1 leader {leader_order}: PLANNED -> SUBMITTED" in line for line in lines), out
-    assert any(f"f2 leader {leader_order}:" in line and "-> FILLED" in line
-               for line in lines), out
+    stop = next(i for i, line in enumerate(lines)
+                if line.startswith("copytrade follow stopped: this run, "))
+    events = lines[1:stop]
+    # a line per event: time IST, follower, leader order, symbol side quantity, what happened
+    assert any(re.fullmatch(rf"\d\d:\d\d:\d\d IST  f1 +{leader_order} +\S+ BUY 10  placed",
+                            line) for line in events), out
+    assert any(re.fullmatch(rf"\d\d:\d\d:\d\d IST  f2 +{leader_order} +\S+ BUY 2  "
+                            r"filled 2/2 @ \d+\.\d\d", line) for line in events), out
     # every event line starts with its time in IST, labelled
-    assert all(re.match(r"\d{2}:\d{2}:\d{2} IST ", line) for line in lines[1:]), out
+    assert all(re.match(r"\d{2}:\d{2}:\d{2} IST ", line) for line in events), out
+    # then the run's summary: seen, mirrored and filled, per follower
+    assert [row.split()[:4] for row in lines[stop + 2:stop + 4]] == [
+        ["f1", "1", "1", "1"], ["f2", "1", "1", "1"]], out
     assert (copytrade_home / "copytrade.db").exists()
     assert (copytrade_home / "logs" / "copytrade.log").exists()
 

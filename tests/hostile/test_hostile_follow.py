@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -320,14 +321,18 @@ def test_a_second_run_does_not_reprint_the_first_runs_events(
     config = tmp_path / "follow.toml"
     config.write_text(config_text(live_sim, [F1]))
     leader = sdk(live_sim, LEADER_ID, LEADER_TOKEN)
-    assert leader.place_order("1333", "NSE_EQ", "BUY", 4, "MARKET", "CNC", 0)[
-        "status"] == "success"
+    reply = leader.place_order("1333", "NSE_EQ", "BUY", 4, "MARKET", "CNC", 0)
+    assert reply["status"] == "success"
+    order_id = str(reply["data"]["orderId"])
     first = run_follow(config, "--duration", "3")
     assert first.returncode == 0, first.stderr
-    assert "SUBMITTED" in first.stdout  # the order placed before the start was mirrored
+    # the order placed before the start was mirrored
+    assert re.search(rf" f1 +{order_id} .*  placed\n", first.stdout), first.stdout
+    assert re.search(r"\nf1 +1 +1 ", first.stdout), first.stdout  # and summed up
     second = run_follow(config, "--duration", "1")
     assert second.returncode == 0, second.stderr
-    assert "SUBMITTED" not in second.stdout and "FILLED" not in second.stdout
+    assert order_id not in second.stdout  # no line of the first run, nor in the summary
+    assert re.search(r"\nf1 +0 +0 +0 +0 +0\n", second.stdout), second.stdout
     assert second.stdout.strip().splitlines()[0].endswith("started")
 
 

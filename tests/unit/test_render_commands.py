@@ -1,10 +1,10 @@
-"""The command renderers moved into copytrade/cli/render.py: replay-missed, cancel-mirror,
-follow's plain lines and `config show`'s TOML, as text."""
+"""The command renderers moved into copytrade/cli/render.py: replay-missed, cancel-mirror
+and `config show`'s TOML, as text (follow's lines: tests/unit/test_live_view.py)."""
 
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 
 from rich.console import Console
@@ -56,20 +56,6 @@ def test_cancel_rows_redact_a_quoted_token() -> None:
     [row] = render.cancel_rows([result])  # type: ignore[list-item]
     assert row[:3] == ("L1", "f1", "-") and token.reveal() not in row[3]
     assert render.cancel_summary([result, result]) == "2 failed"  # type: ignore[list-item]
-
-
-def test_follow_plain_lines_are_in_ist_and_say_so() -> None:
-    at = datetime(2026, 1, 5, 3, 45, 1, tzinfo=UTC)  # the store keeps UTC: 09:15:01 IST
-    event = SimpleNamespace(at=at, from_state="SUBMITTED", to_state="ACCEPTED", detail="",
-                            mirror=SimpleNamespace(follower="f1", leader_order_id="L1"))
-    assert render.state_event_line(event) == (  # type: ignore[arg-type]
-        "09:15:01 IST f1 leader L1: SUBMITTED -> ACCEPTED")
-    audit = SimpleNamespace(at=at, kind="resumed", message="intent 3")
-    assert render.audit_event_line(audit) == (  # type: ignore[arg-type]
-        "09:15:01 IST resumed: intent 3")
-    # a naive time from an older row is UTC too, never shown as if it were IST
-    naive = SimpleNamespace(at=at.replace(tzinfo=None), kind="resumed", message="intent 3")
-    assert render.audit_event_line(naive).startswith("09:15:01 IST ")  # type: ignore[arg-type]
 
 
 def test_render_toml_lives_in_render() -> None:
