@@ -1,6 +1,7 @@
 """The control plane over HTTP: `/_sim/...` routes on the REST port, one per Emulator method.
 
 Bodies are JSON objects whose keys are the method's parameters; docs/sim.md lists them.
+The alert receiver (`POST /_sim/alerts`) alone takes any JSON value: it is a webhook.
 """
 
 from __future__ import annotations
@@ -132,13 +133,18 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("POST", "/session/end"): lambda sim, body: _ok(sim.end_session()),
     ("POST", "/session/start"): lambda sim, body: _ok(sim.start_session(
         _flag(body, "new_day", False))),
+    ("POST", "/alerts"): lambda sim, body: _ok(sim.receive_alert(body)),
+    ("GET", "/alerts"): lambda sim, body: _ok(sim.alerts()),
 }
+# Calls whose body is any JSON value, not an object of parameters.
+ANY_BODY = frozenset({("POST", "/alerts")})
 
 
 def dispatch(sim: Emulator, method: str, path: str, body: object) -> Any:
-    action = ACTIONS.get((method, path.rstrip("/")))
+    call = (method, path.rstrip("/"))
+    action = ACTIONS.get(call)
     if action is None:
         raise bad_input(f"No such control call {method} /_sim{path}")
-    if not isinstance(body, dict):
+    if call not in ANY_BODY and not isinstance(body, dict):
         raise ValueError("control body must be a JSON object")
     return action(sim, body)

@@ -12,7 +12,10 @@ REST port (docs/sim.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from copytrade.sim.book import Book
@@ -23,8 +26,13 @@ from copytrade.sim.instruments import DEFAULT_INSTRUMENTS, Instrument
 from copytrade.sim.rest import CONTROL_PREFIX, SCRIP_MASTER_PATH, RestServer
 from copytrade.sim.stream import OrderStreamServer
 from copytrade.sim.timing import TimingLog
+from copytrade.sim.wire import encode
+
+log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
+MAX_ALERTS = 200  # the webhook receiver keeps the last this many
+MAX_ALERT_BYTES = 64 * 1024  # an alert is a line of text; 200 of these stay small
 
 
 class Emulator:
@@ -43,6 +51,10 @@ class Emulator:
         self._verbose = verbose
         self.rest: RestServer | None = None
         self.timing: TimingLog | None = None
+        # The webhook receiver (`/_sim/alerts`): the last MAX_ALERTS bodies, and who to tell.
+        self._alerts: deque[Any] = deque(maxlen=MAX_ALERTS)
+        self._alerts_lock = threading.Lock()
+        self.on_alert: Callable[[Any], None] | None = None
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -236,6 +248,29 @@ class Emulator:
                            "hold_seconds": self.faults.hold_seconds}
         state["stream"] = self.stream.stats()
         return state
+
+    # ---- a webhook receiver for alerts (paper trading: `[alerts] webhook_url`) ------------
+
+    def receive_alert(self, body: Any) -> None:
+        """Keep an alert (any JSON value; the last MAX_ALERTS are kept) and pass it to
+        `on_alert`, which `copytrade sim` uses to print it."""
+        size = len(encode(body))
+        if size > MAX_ALERT_BYTES:
+            raise ValueError(f"an alert must be at most {MAX_ALERT_BYTES} bytes of JSON, "
+                             f"not {size}")
+        with self._alerts_lock:
+            self._alerts.append(body)
+        listener = self.on_alert
+        if listener is not None:
+            try:
+                listener(body)
+            except Exception:  # the alert is kept; a failing listener must not refuse it
+                log.exception("alert listener failed")
+
+    def alerts(self) -> list[Any]:
+        """The alerts received, oldest first (at most MAX_ALERTS)."""
+        with self._alerts_lock:
+            return list(self._alerts)
 
     # ---- benchmark timestamps (not a control route: bench/ runs its own emulator process) --
 

@@ -59,6 +59,13 @@ def test_sim_serves_the_sdk_and_stream_then_exits_0_on_signal(sim_process: SimPr
                          scrip_line)
     assert rest and ws and scrip, (rest_line, ws_line, scrip_line)
     assert requests.get(scrip.group(1), timeout=5).text.startswith("SEM_")
+    # the command that writes a configuration for exactly this emulator
+    assert sim_process.line() == (f"CONFIG copytrade config init --sim {rest.group(1)} "
+                                  f"--sim-ws {ws.group(1)}\n")
+    alerts = rest.group(1).removesuffix("/v2") + "/_sim/alerts"
+    assert requests.post(alerts, json={"text": "follower family-1\nrejected", "kind": "x"},
+                         timeout=5).status_code == 200
+    assert sim_process.line() == "alert: follower family-1 rejected\n"
 
     context = DhanContext("1000000001", TOKEN)
     context.get_dhan_http().base_url = rest.group(1)
