@@ -29,13 +29,18 @@ from copytrade.cli.instruments import instruments_app
 from copytrade.cli.mappings import mappings
 from copytrade.cli.market_status import market_status
 from copytrade.cli.replay_missed import replay_missed
-from copytrade.cli.sim import sim
+from copytrade.cli.sim import sim_app
 from copytrade.cli.stats import stats
 from copytrade.cli.status import status
+from copytrade.cli.token_cmd import token_app
 from copytrade.errors import CopytradeError
 
 PROG_NAME = "copytrade"
 DEBUG_ENV_VAR = "COPYTRADE_DEBUG"
+# Shell completion (copytrade/cli/completion.py, imported only when asked for): the variable
+# its scripts set for a completion request, and the root options that take an optional SHELL.
+COMPLETE_VAR = "_COPYTRADE_COMPLETE"
+COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
 
 app = typer.Typer(
     name=PROG_NAME,
@@ -51,10 +56,19 @@ app = typer.Typer(
 )
 
 
-def _print_version(value: bool) -> None:
-    if value:
+def _print_version(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # a tab press after --version completes, not prints
         typer.echo(f"{PROG_NAME} {__version__}")
         raise typer.Exit()
+
+
+def _completion_flag(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
+    # run() answers these options itself, SHELL included; this serves other callers
+    # (Typer's test runner): the option alone, for the shell detected.
+    if value and not ctx.resilient_parsing:
+        from copytrade.cli.completion import answer_option
+
+        answer_option(param.opts[0], None)
 
 
 def root(
@@ -75,13 +89,36 @@ def root(
             help=f"Show the full traceback when a command fails (or set {DEBUG_ENV_VAR}=1).",
         ),
     ] = False,
+    # Flags as far as Click knows (a str option would load pydantic on every command);
+    # the optional SHELL after them is read by run().
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            callback=_completion_flag,
+            is_eager=True,
+            expose_value=False,
+            help="Install tab completion for the shell named after it (bash, zsh or fish) "
+            "or, alone, for the shell you run it from.",
+        ),
+    ] = False,
+    show_completion: Annotated[
+        bool,
+        typer.Option(
+            "--show-completion",
+            callback=_completion_flag,
+            is_eager=True,
+            expose_value=False,
+            help="Print the completion script (for a shell named as above) to install by hand.",
+        ),
+    ] = False,
 ) -> None:
     """Mirror every order of a DhanHQ leader account onto follower accounts."""
     # --debug is read by main() from the parsed parameters; nothing to do here.
 
 
 app.callback()(root)
-app.command("sim")(sim)
+app.add_typer(sim_app, name="sim")
 app.command("follow")(follow)
 app.command("cancel-mirror")(cancel_mirror)
 app.command("replay-missed")(replay_missed)
@@ -94,6 +131,7 @@ app.command("market-status")(market_status)
 app.add_typer(audit_app, name="audit")
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(config_app, name="config")
+app.add_typer(token_app, name="token")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -107,6 +145,14 @@ def run(argv: Sequence[str] | None = None, *, typer_app: typer.Typer = app) -> i
     command = typer.main.get_command(typer_app)
     debug = _env_flag(DEBUG_ENV_VAR)
     try:
+        if instruction := os.environ.get(COMPLETE_VAR):  # a tab press, from the shell's script
+            from copytrade.cli.completion import answer_request
+
+            return answer_request(command, instruction)
+        if asked := _completion_option(args):
+            from copytrade.cli.completion import answer_option
+
+            answer_option(*asked)  # raises typer.Exit
         # Click's standalone mode, minus its swallowing of KeyboardInterrupt and
         # exceptions: every failure comes through the handlers below.
         with command.make_context(PROG_NAME, args) as ctx:
@@ -117,9 +163,9 @@ def run(argv: Sequence[str] | None = None, *, typer_app: typer.Typer = app) -> i
     except click_exceptions.ClickException as exc:  # Click's own usage errors: its message, exit 2
         exc.show()
         return exc.exit_code
-    except typer.Abort:
+    except typer.Abort:  # Ctrl-C or Ctrl-D at a prompt: the user's interrupt, not a bug
         _error_line("aborted")
-        return ExitCode.FAILURE
+        return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         _debug_traceback(debug)
         _error_line("interrupted")
@@ -138,6 +184,18 @@ def run(argv: Sequence[str] | None = None, *, typer_app: typer.Typer = app) -> i
         _error_line(f"unexpected {type(exc).__name__}: {_one_line(str(exc))}{hint}")
         return ExitCode.FAILURE
     return ExitCode.OK
+
+
+def _completion_option(args: list[str]) -> tuple[str, str | None] | None:
+    """(option, SHELL or None) when a root option asks for completion, else None."""
+    # Root options come before the command; SHELL is the word after the option, if any.
+    for index, arg in enumerate(args):
+        if arg in COMPLETION_OPTIONS:
+            shell = next(iter(args[index + 1 : index + 2]), None)
+            return arg, None if shell is None or shell.startswith("-") else shell
+        if not arg.startswith("-"):
+            return None
+    return None
 
 
 def _error_line(message: str) -> None:

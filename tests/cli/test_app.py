@@ -68,8 +68,8 @@ def test_help_lists_only_real_commands(capsys: pytest.CaptureFixture[str]) -> No
     names = {line.split()[0] for line in listed if line.startswith("  ") and line.strip()}
     assert names == set(visible_commands()) == {
         "sim", "config", "follow", "cancel-mirror", "replay-missed", "demo", "mappings",
-        "stats", "explain", "status", "market-status", "audit", "instruments"}
-    assert "completion" not in out
+        "stats", "explain", "status", "market-status", "audit", "instruments", "token"}
+    assert {"--install-completion", "--show-completion"} <= set(out.split())
 
 
 def test_no_arguments_prints_help_as_a_usage_error() -> None:
