@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests judge inputs, never the machine's speed: on a loaded CI host neither a
+# per-example deadline nor "input generation is slow" may fail a test.
+settings.register_profile(
+    "copytrade", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("copytrade")
 
 
 @pytest.fixture(autouse=True)
