@@ -14,10 +14,9 @@ from typing import Any, NoReturn
 
 import typer
 
+from copytrade.cli.app import COMPLETE_VAR, PROG_NAME  # run() reads the same variable
 from copytrade.errors import UsageError
 
-PROG_NAME = "copytrade"
-COMPLETE_VAR = "_COPYTRADE_COMPLETE"  # what Typer's scripts set: _{PROG}_COMPLETE
 # PowerShell is left out: Typer's installer runs `Set-ExecutionPolicy Unrestricted`.
 SHELLS = ("bash", "zsh", "fish")
 RC_FILES = {"bash": "~/.bashrc", "zsh": "~/.zshrc"}

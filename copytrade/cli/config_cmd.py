@@ -351,25 +351,34 @@ def _write(plan: InitPlan, target: Path, paths: HomePaths) -> list[str]:
     """Write the files (0600); what was written, one line each, for the summary."""
     from copytrade.config.init import config_text
     from copytrade.config.load import config_from_text
-    from copytrade.config.tokens import store_token
+    from copytrade.config.tokens import read_secrets_file, store_token
     from copytrade.home import check_private_file, write_private_file
 
     text = config_text(plan.leader, plan.followers, plan.sim)
     config_from_text(text, target)  # never write a file that would not load
     if plan.tokens and paths.secrets_file.exists():
         check_private_file(paths.secrets_file)  # refused before anything is written
+    # A stand-in never replaces a token the home has: it may be a live account's, which a
+    # running follow would pick up and Dhan refuse.
+    kept = read_secrets_file(paths.secrets_file) if plan.sim and plan.tokens else {}
+    stored = {client_id: token for client_id, token in plan.tokens.items()
+              if client_id not in kept}
     try:
         write_private_file(target, text)
-        for client_id, token in plan.tokens.items():
+        for client_id, token in stored.items():
             store_token(paths.secrets_file, client_id, token)
     except OSError as exc:
         raise ConfigError(f"cannot write {exc.filename or target}: {exc.strerror or exc}"
                           ) from None
     written = [f"wrote {target}"]
-    if plan.tokens:
-        whose = ", ".join(plan.label(client_id) for client_id in plan.tokens)
+    if stored:
+        whose = ", ".join(plan.label(client_id) for client_id in stored)
         kind = " (stand-ins: the emulator takes any token)" if plan.sim else ""
         written.append(f"wrote {paths.secrets_file}: tokens of {whose}{kind}")
+    if len(stored) < len(plan.tokens):
+        whose = ", ".join(plan.label(client_id) for client_id in plan.tokens
+                          if client_id not in stored)
+        written.append(f"kept the tokens {paths.secrets_file} has for {whose}")
     return written
 
 
@@ -378,10 +387,10 @@ def _summary(plan: InitPlan, written: list[str], config: Path | None) -> list[st
     lines = [*written, "next:"]
     if plan.sim is not None:
         start = "copytrade sim" if plan.sim.is_default else "copytrade sim (if not running)"
-        lines.append(f"  {start:<38}# in another terminal; leave it running")
+        lines.append(f"  {start:<37} # in another terminal; leave it running")
     for client_id in plan.client_ids:
         if client_id not in plan.tokens:
             command = f"copytrade token set {shlex.quote(plan.label(client_id))}{option}"
-            lines.append(f"  {command:<38}# {client_id} has no token yet")
+            lines.append(f"  {command:<37} # {client_id} has no token yet")
     lines += [f"  copytrade config validate{option}", f"  copytrade follow{option}"]
     return lines

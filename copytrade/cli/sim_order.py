@@ -172,24 +172,27 @@ def resolve_target(account: str, url: str | None, config_path: Path | None) -> T
 
 def account_of(wanted: str, config: Config | None) -> tuple[str, str | None]:
     """(client id, the account's sim api_url when broker = "sim", else None)."""
+    from copytrade.config.token_accounts import find_account
+    from copytrade.config.tokens import TOKEN_LENGTH
+    from copytrade.errors import NotFoundError
+
     if config is None:
         if wanted.lower() == "leader":
             return DEFAULT_LEADER_ID, None
         if _CLIENT_ID.fullmatch(wanted):
             return wanted, None
-        raise UsageError(f"--account must be leader or a client id (digits) when there is no "
-                         f"configuration, not {wanted[:40]!r}")
-    accounts = {"leader": config.leader, **{f.name.lower(): f.account for f in config.followers}}
-    found = accounts.get(wanted.lower()) or next(
-        (a for a in accounts.values() if a.client_id == wanted), None)
+        # Not quoted when as long as a token: a token put here by mistake is never echoed.
+        shown = f", not {wanted!r}" if len(wanted) < TOKEN_LENGTH[0] else ""
+        raise UsageError("--account must be leader or a client id (digits) when there is no "
+                         f"configuration{shown}")
     on_sim = config.broker == "sim"
-    if found is not None:
-        return found.client_id, found.api_url if on_sim else None
-    if _CLIENT_ID.fullmatch(wanted):
+    try:
+        found = find_account(config, wanted).account  # as `copytrade token set` names them
+    except NotFoundError as exc:
+        if not _CLIENT_ID.fullmatch(wanted):  # any account on the emulator, by its id
+            raise UsageError(f"--account: {exc.message}") from None
         return wanted, config.leader.api_url if on_sim else None
-    names = ", ".join(f.name for f in config.followers) or "none"
-    raise UsageError(f"--account {wanted[:40]!r} is not leader, a follower in {config.source} "
-                     f"(followers: {names}) or a client id (digits)")
+    return found.client_id, found.api_url if on_sim else None
 
 
 def _load_config(path: Path | None) -> Config | None:
@@ -206,9 +209,12 @@ def _load_config(path: Path | None) -> Config | None:
 
 def base_url(url: str) -> str:
     """http://host:port from the emulator's REST URL, given with or without /v2."""
+    from copytrade.config.urls import url_problem  # spaces, control characters, bad ports
+
     text = url.strip().rstrip("/").removesuffix("/v2").rstrip("/")
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+    if (url_problem(text) or parts.scheme not in ("http", "https") or not parts.netloc
+            or parts.path):
         raise UsageError(f"--url must be the emulator's REST URL, e.g. {DEFAULT_BASE_URL}/v2, "
                          f"not {url.strip()[:80]!r}")
     return text

@@ -4,6 +4,7 @@ paper-trading setup that `copytrade follow` runs on at once against the emulator
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -150,6 +151,25 @@ def test_other_tokens_in_the_secrets_file_are_kept(copytrade_home: Path) -> None
     assert sorted(read_secrets_file(copytrade_home / "secrets.toml")) == sorted(["7", *SIM_IDS])
 
 
+def test_a_stand_in_never_replaces_a_token_the_home_has(
+        copytrade_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Paper trading with a live account's id, beside its live setup: the live token stays
+    (a running follow would pick a stand-in up, and Dhan refuse it)."""
+    live = "tok-LIVE-ACCOUNT-TOKEN-91ab"
+    write_private_file(copytrade_home / "secrets.toml", f'[tokens]\n"1100012345" = "{live}"\n')
+    paper = tmp_path / "paper.toml"
+    assert run(["config", "init", "--sim", "--leader", "1100012345", "--config",
+                str(paper)]) == ExitCode.OK
+    out = capsys.readouterr().out
+    tokens = {key: value.reveal()
+              for key, value in read_secrets_file(copytrade_home / "secrets.toml").items()}
+    assert tokens["1100012345"] == live
+    assert sorted(tokens) == ["1000000002", "1000000003", "1100012345"]
+    assert f"kept the tokens {copytrade_home / 'secrets.toml'} has for leader" in out
+    assert "tokens of family-1, family-2 (stand-ins" in out
+    assert "token set" not in out and live not in out
+
+
 def test_config_path_is_written_and_named_in_the_next_commands(
         copytrade_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "paper.toml"
@@ -160,6 +180,21 @@ def test_config_path_is_written_and_named_in_the_next_commands(
     assert f"copytrade token set leader --config {target}" in out
     assert load_config(target).broker == "dhan"
     assert not (copytrade_home / "copytrade.toml").exists()
+
+
+def test_each_next_command_runs_as_pasted_into_a_shell(
+        copytrade_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "a path long enough to reach the comments" / "paper.toml"
+    assert run(["config", "init", "--leader", "1", "--follower", "mum=2",
+                "--config", str(target)]) == ExitCode.OK
+    out = capsys.readouterr().out.splitlines()
+    # A shell starts a comment only at a word's start: the "#" needs a space before it.
+    commands = [shlex.split(line.partition(" # ")[0]) for line in out[out.index("next:") + 1:]]
+    option = ["--config", str(target)]
+    assert commands == [["copytrade", "token", "set", "leader", *option],
+                        ["copytrade", "token", "set", "mum", *option],
+                        ["copytrade", "config", "validate", *option],
+                        ["copytrade", "follow", *option]]
 
 
 def test_without_tokens_the_next_commands_say_to_set_them(

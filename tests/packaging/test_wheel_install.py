@@ -31,7 +31,8 @@ pytestmark = pytest.mark.timeout(900)
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("probe_installed.py")
-DATA_FILES = ("data/trading_calendar.json", "data/freeze_limits.csv", "py.typed")
+# Always among the package data; the test checks every non-Python file the tree has.
+KNOWN_DATA_FILES = ("data/trading_calendar.json", "data/freeze_limits.csv", "py.typed")
 COMMAND_TIMEOUT = 60
 
 
@@ -39,6 +40,7 @@ COMMAND_TIMEOUT = 60
 class Installed:
     wheel: Path
     venv: Path
+    data_files: tuple[str, ...]  # every non-Python file of the package it was built from
     workdir: Path  # outside the repository: nothing there shadows the installed package
 
     def bin(self, name: str) -> Path:
@@ -93,6 +95,15 @@ def copy_tracked_tree(repo: Path, target: Path) -> Path:
     return target
 
 
+def package_data_files(package: Path) -> tuple[str, ...]:
+    """Every file of the package's tree that is not Python source, relative to it: a new
+    data file is checked without anyone remembering to list it here."""
+    return tuple(sorted(
+        path.relative_to(package).as_posix() for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+        and "__pycache__" not in path.parts))
+
+
 def build_wheel(source: Path, dist: Path) -> Path:
     uv = uv_binary()
     if uv:
@@ -124,12 +135,13 @@ def build_and_install(repo: Path, workdir: Path) -> Installed:
     source = copy_tracked_tree(repo, workdir / "source")
     wheel = build_wheel(source, workdir / "dist")
     install_into_fresh_venv(wheel, workdir / "venv")
-    return Installed(wheel=wheel, venv=workdir / "venv", workdir=workdir)
+    return Installed(wheel=wheel, venv=workdir / "venv", workdir=workdir,
+                     data_files=package_data_files(source / "copytrade"))
 
 
 def probe(installed: Installed) -> dict[str, object]:
     """What the fresh environment's own Python finds (-I: no cwd, no PYTHON* variables)."""
-    argv = [str(installed.bin("python")), "-I", str(PROBE), json.dumps(DATA_FILES)]
+    argv = [str(installed.bin("python")), "-I", str(PROBE), json.dumps(installed.data_files)]
     result = checked(run(argv, installed.workdir, timeout=COMMAND_TIMEOUT))
     return json.loads(result.stdout)
 
@@ -146,9 +158,19 @@ def home(tmp_path: Path) -> Path:
     return home
 
 
+def test_package_data_files_are_every_non_python_file(tmp_path: Path) -> None:
+    for name in ("__init__.py", "py.typed", "data/calendar.json", "sim/deep/scrip.csv",
+                 "sim/__pycache__/x.cpython-311.pyc", "sim/__pycache__/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert package_data_files(tmp_path) == ("data/calendar.json", "py.typed",
+                                            "sim/deep/scrip.csv")
+
+
 def test_the_wheel_carries_the_package_data(installed: Installed) -> None:
+    assert set(KNOWN_DATA_FILES) <= set(installed.data_files)
     names = set(zipfile.ZipFile(installed.wheel).namelist())
-    assert {f"copytrade/{name}" for name in DATA_FILES} <= names
+    assert {f"copytrade/{name}" for name in installed.data_files} <= names
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
 
 
@@ -158,7 +180,7 @@ def test_the_installed_package_has_its_data_and_every_import_declared(
     found = probe(installed)
     # The copy in the fresh environment, not the repository's.
     assert Path(str(found["package"])).is_relative_to(installed.venv)
-    assert found["data"] == dict.fromkeys(DATA_FILES, True)
+    assert found["data"] == dict.fromkeys(installed.data_files, True)
     assert found["undeclared"] == {}, "imported, but no dependency in pyproject.toml gives it"
 
 

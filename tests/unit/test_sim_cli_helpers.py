@@ -10,6 +10,8 @@ import pytest
 from copytrade.cli.sim import MAX_ALERT_TEXT, alert_line
 from copytrade.cli.sim_client import closest
 from copytrade.cli.sim_order import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LEADER_ID,
     Target,
     account_of,
     base_url,
@@ -20,6 +22,8 @@ from copytrade.cli.sim_order import (
     resolve_target,
 )
 from copytrade.config import load_config
+from copytrade.config.init import SIM_LEADER
+from copytrade.config.model import DEFAULT_SIM_API_URL
 from copytrade.dhan.instruments import InstrumentRow
 from copytrade.errors import ConfigError, UsageError
 
@@ -63,7 +67,8 @@ def test_base_url(url: str, base: str) -> None:
 
 
 @pytest.mark.parametrize("url", ["", "127.0.0.1:8181", "ftp://h:1", "http://h:1/v3",
-                                 "http://h:1/v2/orders", "http:///v2"])
+                                 "http://h:1/v2/orders", "http:///v2", "http://h:99999/v2",
+                                 "http://h:0", "http://h:81\t81/v2", "http://h :1"])
 def test_base_url_refuses_what_is_not_a_rest_url(url: str) -> None:
     with pytest.raises(UsageError, match="--url must be the emulator's REST URL"):
         base_url(url)
@@ -98,6 +103,12 @@ def test_order_type(priced: bool, triggered: bool, kind: str) -> None:
 # ---- accounts -------------------------------------------------------------------------------
 
 
+def test_the_defaults_are_what_config_init_sim_writes() -> None:
+    # Spelled out in sim_order.py (its --help must not load the config package): kept equal.
+    assert DEFAULT_LEADER_ID == SIM_LEADER
+    assert f"{DEFAULT_BASE_URL}/v2" == DEFAULT_SIM_API_URL
+
+
 def test_accounts_without_a_configuration() -> None:
     assert account_of("leader", None) == ("1000000001", None)
     assert account_of("LEADER", None) == ("1000000001", None)
@@ -122,8 +133,26 @@ def test_accounts_from_a_sim_configuration(tmp_path: Path) -> None:
     assert account_of("Mum", config) == ("2000000002", "http://127.0.0.1:9999/v2")
     assert account_of("2000000002", config) == ("2000000002", "http://127.0.0.1:9999/v2")
     assert account_of("2000000009", config) == ("2000000009", "http://127.0.0.1:7000/v2")
-    with pytest.raises(UsageError, match=r"followers: mum\)"):
+    with pytest.raises(UsageError, match=r"'dad' .* name one of leader, mum,"):
         account_of("dad", config)
+
+
+def test_leader_is_the_leader_even_beside_a_follower_called_leader(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'broker = "sim"\n')
+    path.write_text(path.read_text() + '\n[[followers]]\nname = "Leader"\n'
+                    'client_id = "2000000003"\nmultiplier = 1\n')
+    config = load_config(path)
+    assert account_of("leader", config)[0] == "2000000001"
+    assert account_of("2000000003", config)[0] == "2000000003"
+
+
+@pytest.mark.parametrize("top", [None, ""], ids=["no configuration", "configuration"])
+def test_an_account_as_long_as_a_token_is_not_echoed(tmp_path: Path, top: str | None) -> None:
+    config = None if top is None else load_config(config_file(tmp_path, top))
+    pasted = "tok-PASTED-BY-MISTAKE-7f3a2c"
+    with pytest.raises(UsageError) as refused:
+        account_of(pasted, config)
+    assert "PASTED" not in str(refused.value) and "tok-" not in str(refused.value)
 
 
 def test_a_dhan_configuration_names_accounts_but_never_its_urls(tmp_path: Path) -> None:
