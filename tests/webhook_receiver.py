@@ -6,7 +6,8 @@
 
 Each request is recorded (path, JSON body, raw text) before it is answered; answers follow
 `statuses` in order, then `default`. `hold()` makes requests wait (bounded) until
-`release()`: a webhook that does not answer in time.
+`release()`: a webhook that does not answer in time. `hold_body()` does the same to the
+body only, once the status and headers are out: a webhook slow to finish its answer.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class WebhookReceiver:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._released.set()
+        self._body_released = threading.Event()
+        self._body_released.set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -62,12 +65,19 @@ class WebhookReceiver:
     def release(self) -> None:
         self._released.set()
 
+    def hold_body(self) -> None:
+        self._body_released.clear()
+
+    def release_body(self) -> None:
+        self._body_released.set()
+
     def __enter__(self) -> WebhookReceiver:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+        self.release_body()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -93,7 +103,8 @@ class WebhookReceiver:
                     for name, value in receiver.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", "2")
-                    self.end_headers()
+                    self.end_headers()  # sent at once (the writer is unbuffered)
+                    receiver._body_released.wait(HOLD_LIMIT)
                     self.wfile.write(b"{}")
                 except OSError:  # the client gave up (its timeout): nothing to answer
                     pass

@@ -140,12 +140,14 @@ def run_engine(engine: FollowEngine, console: Console, duration: float | None, *
     printed = cursor.trail_id
     with stop_on_signals(engine):
         worker.start()
-        if console.is_terminal:
-            _live(engine, console, worker, deadline, title, started)
-        else:
-            printed = _plain(engine, console, worker, deadline, title, cursor)
-        engine.stop()
-        worker.join(60)
+        try:
+            if console.is_terminal:
+                _live(engine, console, worker, deadline, title, started)
+            else:
+                printed = _plain(engine, console, worker, deadline, title, cursor)
+        finally:  # a failing display (closed pipe, read error) still lets calls in flight end
+            engine.stop()
+            worker.join(60)
         if not console.is_terminal:
             _print_events(engine, console, printed)  # what stopping recorded
         _print_summary(engine, console, title, started, cursor)

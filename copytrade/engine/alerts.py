@@ -8,8 +8,8 @@ alert goes out next. Nothing here raises into the caller.
 
 The webhook URL may carry a secret in its path or query (Telegram's bot token, an ntfy
 topic): it is registered with the redaction filter and never logged; logs name only
-`scheme://host/…`. Every payload passes through the redaction filter, so no token reaches
-the webhook.
+`scheme://host/…` (config/show.masked_url). Every payload passes through the redaction
+filter, so no token reaches the webhook.
 
 `requests` (dhanhq's own HTTP library, already used by dhan/rest.py) rather than urllib:
 a kept-alive session for a burst of alerts, JSON bodies, the proxy environment honoured
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from copytrade.config.show import masked_url
 from copytrade.core.ist import ist_clock, to_ist
 from copytrade.errors import ConfigError
 from copytrade.redact import redact, redact_value, register_secret
@@ -65,17 +66,6 @@ def payload(alert: Alert, fields: Mapping[str, str] | None = None) -> dict[str, 
     return redact_value(body)  # type: ignore[return-value]
 
 
-def url_origin(url: str) -> str:
-    """`https://api.telegram.org/…`: what logs and messages may say of a webhook URL."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]  # never a user:password
-    except ValueError:
-        return "(unparseable URL)"
-    rest = url[len(f"{parts.scheme}://{parts.netloc}"):]
-    return f"{parts.scheme}://{netloc}" + ("/…" if rest.strip("/") else "")
-
-
 def check_webhook_url(url: str, where: str) -> str:
     """The URL, if usable (http or https with a host); ConfigError otherwise, quoting
     none of it (its path or query may hold a bot token)."""
@@ -101,7 +91,7 @@ class AlertSender:
                  backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.url = url
-        self.where = url_origin(url)
+        self.where = masked_url(url)  # as `config show` says it: no path, query or user
         self._secret = _secret_part(url)
         register_secret(self._secret)  # quoted by a library error or log: redacted
         self.fields = dict(fields or {})
@@ -213,8 +203,10 @@ class AlertSender:
             if attempt and self._abort.wait(self._delay(attempt, retry_after)):
                 return self._gave_up(f"{why}; stopped before the next try", attempt)
             try:
+                # stream: the status says it; a body is never awaited (a slow one would
+                # turn a delivered alert into a retry, a sent-again alert) nor buffered.
                 response = session.post(self.url, json=body, timeout=self.timeout,
-                                        allow_redirects=False)
+                                        allow_redirects=False, stream=True)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 why, retry_after = type(exc).__name__, None
                 continue

@@ -17,6 +17,7 @@ from waiting import eventually
 from webhook_receiver import WebhookReceiver
 
 from copytrade.config.model import AccountConfig, AlertsConfig, Config, Egress, Settings
+from copytrade.config.show import masked_url
 from copytrade.core.events import OrderReport, ReportSource
 from copytrade.core.orders import MirrorState, Trigger
 from copytrade.engine.alert_watch import AlertService, AlertWatcher, start_alerts
@@ -25,7 +26,6 @@ from copytrade.engine.alerts import (
     AlertSender,
     check_webhook_url,
     payload,
-    url_origin,
 )
 from copytrade.errors import ConfigError
 from copytrade.secret import Secret
@@ -75,10 +75,10 @@ def test_a_token_never_reaches_the_payload() -> None:
     ("https://api.telegram.org" + BOT_PATH, "https://api.telegram.org/…"),
     ("https://user:pass@ntfy.example.com:8443/topic?x=1", "https://ntfy.example.com:8443/…"),
     ("https://ntfy.sh", "https://ntfy.sh"),
-    ("https://ntfy.sh/", "https://ntfy.sh"),
+    ("https://ntfy.sh/", "https://ntfy.sh/"),
 ])
-def test_url_origin_shows_no_path_query_or_password(url: str, shown: str) -> None:
-    assert url_origin(url) == shown
+def test_the_sender_names_the_url_as_config_show_does(url: str, shown: str) -> None:
+    assert AlertSender(url).where == shown == masked_url(url)  # not started: no thread
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com" + BOT_PATH, "https://" + BOT_PATH,
@@ -197,6 +197,19 @@ def test_close_gives_up_at_its_bound_when_the_webhook_hangs(hook: WebhookReceive
     assert out.close(0.2) is False
     assert time.monotonic() - started < 2.0  # the bound, not the request's 5 s timeout
     assert out.pending == 2
+
+
+def test_an_answer_slow_to_send_its_body_is_one_delivery_not_a_retry(
+        hook: WebhookReceiver) -> None:
+    hook.hold_body()  # the status and headers come at once, the body not before release
+    out = sender(hook.url + "/hook", timeout=0.5)
+    out.send(alert("slow body"))
+    try:
+        eventually(lambda: out.sent == 1)
+    finally:
+        hook.release_body()
+    assert out.close(5)
+    assert len(hook.received) == 1 and out.failed == 0
 
 
 def test_the_body_is_redacted_on_the_wire(hook: WebhookReceiver) -> None:
