@@ -18,6 +18,7 @@ import typer
 
 from copytrade import __version__
 from copytrade.cli.audit_cmd import audit_app
+from copytrade.cli.bus_cmd import bus_app
 from copytrade.cli.cancel_mirror import cancel_mirror
 from copytrade.cli.config_cmd import config_app
 from copytrade.cli.demo import demo
@@ -132,6 +133,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(config_app, name="config")
 app.add_typer(token_app, name="token")
+app.add_typer(bus_app, name="bus")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -175,6 +175,8 @@ def render_toml(data: dict[str, Any]) -> str:
     else:
         lines += ["", "[alerts]", *_table_lines({"webhook_url": url})]
     lines += [*_table_lines(alerts), "", "[alerts.fields]", *_table_lines(fields)]
+    if data.get("bus"):  # file paths only, never what the files hold (config/show.py)
+        lines += ["", "[bus]", *_table_lines(data["bus"])]
     return "\n".join(lines)
 
 

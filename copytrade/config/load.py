@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from copytrade.config.bus import parse_bus
 from copytrade.config.model import (
     BROKERS,
     DEFAULT_API_URL,
@@ -50,7 +51,7 @@ FOLLOWER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
-_TOP_LEVEL_KEYS = ("broker", "sim", "leader", "followers", "settings", "alerts")
+_TOP_LEVEL_KEYS = ("broker", "sim", "leader", "followers", "settings", "alerts", "bus")
 # AccountConfig with its Egress flattened, as written in [leader] and [[followers]].
 _ACCOUNT_KEYS = (
     "client_id",
@@ -113,6 +114,7 @@ def _parse_config(data: Mapping[str, Any], *, source: Path | None) -> Config:
         broker=broker,
         alerts=_parse_alerts(data.get("alerts", {})),
         sim=sim,
+        bus=parse_bus(data.get("bus", {}), source),
     )
 
 

@@ -6,7 +6,10 @@ import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+if TYPE_CHECKING:
+    from copytrade.config.bus import BusConfig
 
 DEFAULT_API_URL = "https://api.dhan.co/v2"
 DEFAULT_ORDER_WS_URL = "wss://api-order-update.dhan.co"
@@ -124,6 +127,10 @@ class FollowerConfig:
         metadata=_toml("number", DEFAULT_MAX_PRICE_DRIFT_PERCENT)
     )
     on_divergence: DivergencePolicy = field(metadata=_toml("choice", "alert", DIVERGENCE_POLICIES))
+    # Served by an agent on its own host ([bus] mode = "nats", leader role): the leader
+    # publishes its events and does not mirror it itself; its token is not needed here.
+    # Last, with a default: code that builds a FollowerConfig by hand need not name it.
+    remote: bool = field(default=False, metadata=_toml("boolean", False))
 
 
 # (key, how it is read) for each follower option, in file order: the one list of them.
@@ -187,6 +194,13 @@ class AlertsConfig:
         return bool(self.webhook_url or self.webhook_url_env)
 
 
+def _embedded_bus() -> BusConfig:
+    # bus.py reads tables with table.py, which imports this module: imported when called.
+    from copytrade.config.bus import BusConfig
+
+    return BusConfig()
+
+
 @dataclass(frozen=True)
 class Config:
     leader: AccountConfig
@@ -196,10 +210,34 @@ class Config:
     broker: Broker = "dhan"
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     sim: SimConfig | None = None  # the effective [sim] when broker = "sim", else None
+    bus: BusConfig = field(default_factory=_embedded_bus)  # [bus]; issue 12
 
     @property
     def enabled_followers(self) -> tuple[FollowerConfig, ...]:
         return tuple(follower for follower in self.followers if follower.enabled)
+
+    @property
+    def local_followers(self) -> tuple[FollowerConfig, ...]:
+        """The enabled followers this host mirrors itself (all of them in embedded mode)."""
+        return tuple(f for f in self.enabled_followers if not served_elsewhere(self, f))
+
+    @property
+    def remote_followers(self) -> tuple[FollowerConfig, ...]:
+        """The enabled followers the leader feeds to agents (nats mode, leader role)."""
+        if not self.bus.is_leader:
+            return ()
+        return tuple(f for f in self.enabled_followers if f.remote)
+
+
+def served_elsewhere(config: Config, follower: FollowerConfig) -> bool:
+    """Mirrored by another host: a remote follower on the leader (its agent serves it),
+    or, on an agent, every follower but the agent's own."""
+    bus = config.bus
+    if not bus.is_nats:
+        return False
+    if bus.is_agent:
+        return follower.name != bus.follower
+    return follower.remote
 
 
 @dataclass(frozen=True)
@@ -220,7 +258,12 @@ def follower_where(index: int, follower: FollowerConfig) -> str:
 
 
 def accounts(config: Config) -> Iterator[tuple[str, AccountConfig, bool]]:
-    """(where, account, token required) for the leader, then each follower."""
-    yield "leader", config.leader, True
+    """(where, account, token required) for each account whose token this host uses: the
+    leader, then each follower. Left out ([bus] mode = "nats"): the leader on an agent (its
+    [leader] only names the client id) and the followers served elsewhere (their agents
+    hold their tokens)."""
+    if not config.bus.is_agent:
+        yield "leader", config.leader, True
     for index, follower in enumerate(config.followers):
-        yield follower_where(index, follower), follower.account, follower.enabled
+        if not served_elsewhere(config, follower):
+            yield follower_where(index, follower), follower.account, follower.enabled

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
 
+from copytrade.config.bus import BusConfig
 from copytrade.config.model import (
     FOLLOWER_OPTIONS,
     AccountConfig,
@@ -14,6 +15,7 @@ from copytrade.config.model import (
     Config,
     FollowerConfig,
     TokenSource,
+    served_elsewhere,
 )
 from copytrade.config.urls import safe_url
 
@@ -36,8 +38,10 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
             if config.sim
             else None
         ),
-        "leader": _account_data(config.leader, tokens_present),
-        "followers": [_follower_data(f, tokens_present) for f in config.followers],
+        "leader": _account_data(config.leader, tokens_present,
+                                elsewhere=NOT_NEEDED_ON_AGENT if config.bus.is_agent else None),
+        "followers": [_follower_data(f, tokens_present, served_elsewhere(config, f))
+                      for f in config.followers],
         "settings": {
             "instruments_url": config.settings.instruments_url,
             "reconcile_interval_seconds": config.settings.reconcile_interval_seconds,
@@ -50,7 +54,22 @@ def redacted(config: Config, tokens_present: TokensPresent) -> dict[str, Any]:
             "freeze_limits": dict(config.settings.freeze_limits),
         },
         "alerts": _alerts_data(config.alerts),
+        "bus": _bus_data(config.bus),
     }
+
+
+# What `token` says for an account whose token this host does not use ([bus] nats mode).
+NOT_NEEDED_ON_AGENT = "not needed on an agent (its [leader] only names the client id)"
+NOT_NEEDED_REMOTE = "not needed here (served by another host)"
+
+
+def _bus_data(bus: BusConfig) -> dict[str, Any]:
+    """[bus]: the files' paths, never what they hold (creds_file has a password)."""
+    data = asdict(bus)
+    data["url"] = safe_url(bus.url) if bus.url else None
+    for key in ("creds_file", "ca_file"):
+        data[key] = str(data[key]) if data[key] is not None else None
+    return data
 
 
 def _alerts_data(alerts: AlertsConfig) -> dict[str, Any]:
@@ -82,11 +101,12 @@ def masked_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{shown_path}"
 
 
-def _account_data(account: AccountConfig, tokens_present: TokensPresent) -> dict[str, Any]:
+def _account_data(account: AccountConfig, tokens_present: TokensPresent,
+                  elsewhere: str | None = None) -> dict[str, Any]:
     return {
         "client_id": account.client_id,
         "access_token_env": account.access_token_env,
-        "token": _token_status(account, tokens_present.get(account.client_id)),
+        "token": elsewhere or _token_status(account, tokens_present.get(account.client_id)),
         "api_url": safe_url(account.api_url),
         "order_ws_url": safe_url(account.order_ws_url),
         "proxy": safe_url(account.egress.proxy) if account.egress.proxy else None,
@@ -102,7 +122,8 @@ def _token_status(account: AccountConfig, source: bool | TokenSource | None) -> 
     return "set" if source is True else "MISSING"
 
 
-def _follower_data(follower: FollowerConfig, tokens_present: TokensPresent) -> dict[str, Any]:
+def _follower_data(follower: FollowerConfig, tokens_present: TokensPresent,
+                   elsewhere: bool = False) -> dict[str, Any]:
     # Each sizing mode as it is written: multiplier = 1.5, fixed_lots = 2, capital_ratio = true.
     sizing_value: float | int | bool = follower.sizing.value
     if follower.sizing.mode == "fixed_lots":
@@ -111,7 +132,8 @@ def _follower_data(follower: FollowerConfig, tokens_present: TokensPresent) -> d
         sizing_value = True
     return {
         "name": follower.name,
-        **_account_data(follower.account, tokens_present),
+        **_account_data(follower.account, tokens_present,
+                        NOT_NEEDED_REMOTE if elsewhere else None),
         follower.sizing.mode: sizing_value,
         **{key: _plain(getattr(follower, key)) for key, _option in FOLLOWER_OPTIONS},
     }

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from copytrade.config.model import AccountConfig, Config, TokenSource
+from copytrade.config.model import AccountConfig, Config, TokenSource, served_elsewhere
 from copytrade.config.tokens import TOKEN_LENGTH, account_token, token_shape_problem
 from copytrade.errors import ConfigError, NotFoundError, UsageError
 from copytrade.secret import Secret
@@ -33,9 +33,11 @@ class TokenAccount:
 
 
 def token_accounts(config: Config) -> list[TokenAccount]:
-    """The leader, then each follower in file order (disabled ones too)."""
-    found = [TokenAccount("leader", None, config.leader)]
-    found += [TokenAccount("follower", f.name, f.account, f.enabled) for f in config.followers]
+    """The leader, then each follower in file order (disabled ones too); with [bus] mode =
+    "nats" only those whose tokens this host uses (as config.model.accounts)."""
+    found = [] if config.bus.is_agent else [TokenAccount("leader", None, config.leader)]
+    found += [TokenAccount("follower", f.name, f.account, f.enabled) for f in config.followers
+              if not served_elsewhere(config, f)]
     return found
 
 

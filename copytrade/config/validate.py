@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from copytrade.config.bus import bus_problems, refuse_unbuilt_role
 from copytrade.config.load import webhook_url_problem
 from copytrade.config.model import (
     PRODUCTS,
@@ -27,6 +28,7 @@ from copytrade.config.model import (
     SimConfig,
     accounts,
     follower_where,
+    served_elsewhere,
 )
 from copytrade.config.table import did_you_mean, key_path
 from copytrade.config.tokens import resolve_tokens, token_problems
@@ -57,6 +59,7 @@ def validate(
     problems += _check_settings(config)
     problems += _check_alerts(config, os.environ if environ is None else environ)
     problems += _check_enabled_followers(config)
+    problems += bus_problems(config)
     return sorted(problems, key=_file_order)
 
 
@@ -67,6 +70,7 @@ def require_valid(
     secrets_file: Path | None = None,
 ) -> dict[str, Secret]:
     """validate(), raising the first error as a ConfigError; then the tokens."""
+    refuse_unbuilt_role(config.bus)
     errors = [p for p in validate(config, environ, secrets_file=secrets_file) if p.level == "error"]
     if errors:
         more = (
@@ -90,6 +94,8 @@ def _file_order(problem: Problem) -> tuple[int, int]:
         return (0, 1)
     if problem.where.startswith("alerts"):
         return (3, 1)
+    if problem.where.startswith("bus"):
+        return (3, 2)
     if problem.where.startswith("leader"):
         return (1, 0)
     follower = re.match(r"followers\[(\d+)\]", problem.where)
@@ -207,7 +213,8 @@ def _check_egress(where: str, egress: Egress) -> Iterator[Problem]:
 
 def _check_egress_shared(config: Config) -> Iterator[Problem]:
     """Dhan refuses orders from an IP that another user's account has whitelisted."""
-    sending = [(index, f) for index, f in enumerate(config.followers) if f.enabled and not f.shadow]
+    sending = [(index, f) for index, f in enumerate(config.followers)
+               if f.enabled and not f.shadow and not served_elsewhere(config, f)]
     explicit: dict[Egress, str] = {}
     for index, follower in sending:
         egress = follower.account.egress

@@ -68,7 +68,8 @@ def test_help_lists_only_real_commands(capsys: pytest.CaptureFixture[str]) -> No
     names = {line.split()[0] for line in listed if line.startswith("  ") and line.strip()}
     assert names == set(visible_commands()) == {
         "sim", "config", "follow", "cancel-mirror", "replay-missed", "demo", "mappings",
-        "stats", "explain", "status", "market-status", "audit", "instruments", "token"}
+        "stats", "explain", "status", "market-status", "audit", "instruments", "token",
+        "bus"}
     assert {"--install-completion", "--show-completion"} <= set(out.split())
 
 
