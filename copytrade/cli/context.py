@@ -137,7 +137,7 @@ class Context:
 
         config, settings = self.config, self.config.settings
         roles = {config.leader.client_id: "the leader"}
-        for follower in config.enabled_followers:
+        for follower in config.local_followers:  # a remote follower's token is its agent's
             roles.setdefault(follower.account.client_id, f"follower {follower.name}")
         env_names = {a.client_id: a.access_token_env
                      for a in (config.leader, *(f.account for f in config.followers))}
@@ -157,10 +157,10 @@ class Context:
 
     @cached_property
     def accounts(self) -> Mapping[str, Broker]:
-        """An account per enabled follower, by follower name, each built when first
-        used: a run for one follower builds no session for the others."""
+        """An account per enabled follower mirrored from this host, by follower name, each
+        built when first used: a run for one follower builds no session for the others."""
         return _FollowerAccounts(self, {f.name: f.account.client_id
-                                        for f in self.config.enabled_followers})
+                                        for f in self.config.local_followers})
 
     def limiter_for(self, client_id: str, wait: Callable[[float], bool]) -> Limiter:
         """The account's order-rate limiter: max_orders_per_second and Dhan's minute, hour
@@ -177,6 +177,7 @@ class Context:
 
     @cached_property
     def settings(self) -> FollowSettings:
+        from copytrade.config.model import served_elsewhere
         from copytrade.engine.wiring import FollowSettings, StreamLogin
 
         config, tokens = self.config, self.tokens
@@ -185,9 +186,11 @@ class Context:
             return StreamLogin(account.order_ws_url, account.client_id,
                                tokens[account.client_id])
 
+        # Followers served by agents ([bus] leader role, remote = true) are not mirrored here.
         return FollowSettings(
-            leader_stream=login(config.leader), followers=config.followers,
-            follower_streams={f.name: login(f.account) for f in config.enabled_followers},
+            leader_stream=login(config.leader),
+            followers=tuple(f for f in config.followers if not served_elsewhere(config, f)),
+            follower_streams={f.name: login(f.account) for f in config.local_followers},
             reconcile_interval_seconds=config.settings.reconcile_interval_seconds,
             http_timeout_seconds=config.settings.http_timeout_seconds,
             instruments_url=config.settings.instruments_url,

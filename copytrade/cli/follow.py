@@ -63,6 +63,18 @@ def follow(
 
         alerts = start_alerts_safely(context.config, context.store,
                                      warn=lambda text: print(f"warning: {text}", file=sys.stderr))
+        # [bus] leader role: leader events to the agents, on a thread of its own (None:
+        # embedded); woken by each leader change committed, a server down never stops follow.
+        from copytrade.engine.bus_publish import start_bus_publisher
+
+        bus = start_bus_publisher(context.config, context.store)
+        if bus is not None:
+            from copytrade.config.bus import REMOTE_UNSERVED
+
+            for follower in context.config.remote_followers:
+                print(f"warning: follower {follower.name}: {REMOTE_UNSERVED}", file=sys.stderr)
+        if bus is not None:
+            engine.on_leader_recorded = bus.wake
         try:
             engine.prepare()
             run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
@@ -70,6 +82,9 @@ def follow(
             if alerts is not None:
                 alerts.stopped(stop_reason(exc))  # the error that stopped follow
             raise
+        finally:
+            if bus is not None:
+                bus.stop()  # what waits is sent now, else by the next start
         if alerts is not None:
             alerts.stopped()  # with this run's summary
     finally:

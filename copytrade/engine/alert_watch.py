@@ -59,6 +59,8 @@ AUDIT_ALERTS: Mapping[str, tuple[str, Severity]] = {
     "account_stopped": ("account stopped", "critical"),
     "token_expiring": ("token expiring", "warning"),
     "degraded": ("loop degraded", "critical"),
+    # [bus] leader role: the agents get no events until it is back (they wait in the store)
+    "bus_unavailable": ("bus unavailable", "warning"),
 }
 REJECTED = "REJECTED"
 TRANSITION = "transition"  # the trail's kind for a mirror's state change

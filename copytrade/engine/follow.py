@@ -120,6 +120,9 @@ class FollowEngine:
         self.store = store
         self.status = FollowStatus()
         self.on_change = on_change
+        # Called after each leader change is committed (cheap: an Event.set); set it
+        # before prepare(). The bus's publisher wakes on it (engine/bus_publish.py).
+        self.on_leader_recorded: Callable[[], None] = lambda: None
         self.trading_date = wiring.trading_date
         self.stream_options = {"ping_interval": KEEPALIVE_PING_SECONDS,
                                "ping_timeout": KEEPALIVE_TIMEOUT_SECONDS,
@@ -211,7 +214,8 @@ class FollowEngine:
             leader_capital=leader_capital, on_change=self.on_change,
             last_price=self.leader.last_price, tick_size=self.instruments.tick_size,
             leader_order=self._leader_entry,
-            market_closed=self.market.closed_reason if self.market else None)
+            market_closed=self.market.closed_reason if self.market else None,
+            on_leader_recorded=self.on_leader_recorded)
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,

@@ -97,7 +97,8 @@ class Replicator:
                  on_change: Callable[[], None] = lambda: None,
                  tick_size: TickFn | None = None,
                  leader_order: Callable[[str], OrderReport | None] = lambda order_id: None,
-                 market_closed: Callable[[str], str] | None = None) -> None:
+                 market_closed: Callable[[str], str] | None = None,
+                 on_leader_recorded: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.followers = followers
         self.updater = updater
@@ -110,6 +111,9 @@ class Replicator:
         self.now = now
         self.last_price = last_price
         self.on_change = on_change
+        # A leader change committed (the bus's publisher wakes: engine/bus_publish.py).
+        # Called after the hand-off to the workers; it must stay as cheap as an Event.set.
+        self.on_leader_recorded = on_leader_recorded
         # A leader order's entry row read by REST: a BO's values are not on the stream.
         self.leader_order = leader_order
         self._bracket_asked: set[str] = set()
@@ -193,6 +197,7 @@ class Replicator:
                                              leader.traded_quantity - previously_traded)
         faultpoints.reached("after_intent_commit")
         self._submit(submissions)
+        self.on_leader_recorded()
         if leader.status == OrderStatus.TRADED and (
                 known is None or known.report.status != OrderStatus.TRADED):
             with self.store.write():  # after the hand-off: a figure never holds up a send
@@ -225,6 +230,7 @@ class Replicator:
                                              leg.transaction_type,
                                              leg.traded_quantity - previously_traded)
         self._submit(submissions)
+        self.on_leader_recorded()
         self.on_change()
 
     def _with_bracket_values(self, leader: OrderReport) -> OrderReport:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from peewee import SqliteDatabase
 
 from copytrade.errors import StoreError
-from copytrade.store import trail
+from copytrade.store import bus_queries, trail
 from copytrade.store.models import ALL_MODELS, LeaderLeg
 
 
@@ -77,8 +77,23 @@ def _audit_trail(db: SqliteDatabase) -> None:
     trail.backfill(db.execute_sql, datetime.now(UTC), MIGRATIONS.index(_audit_trail) + 1)
 
 
+def _bus_outbox(db: SqliteDatabase) -> None:
+    """The leader's outbox for the bus (store/bus_queries.py): the order terms its events
+    carry that leaderorder did not keep (plain ADD COLUMNs: a rebuild would cascade to
+    the mirrors, and drop the trail's triggers), and `buscursor`, how far JetStream has
+    acknowledged the trail's leader events, per stream."""
+    have = {column.name for column in db.get_columns("leaderorder")}
+    for name, ddl in (("leader_created_at", "DATETIME"),
+                      ("amo_time", "VARCHAR(255) NOT NULL DEFAULT ''"),
+                      ("bo_profit_value", "REAL NOT NULL DEFAULT 0.0"),
+                      ("bo_stop_loss_value", "REAL NOT NULL DEFAULT 0.0")):
+        if name not in have:
+            db.execute_sql(f'ALTER TABLE "leaderorder" ADD COLUMN "{name}" {ddl}')
+    db.execute_sql(bus_queries.CURSOR_TABLE_SQL)
+
+
 MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
-    _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail)
+    _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail, _bus_outbox)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -60,6 +60,12 @@ class LeaderOrder(BaseModel):
     # "" for rows older than schema 5. The audit trail records it with each change.
     source = CharField(default="", constraints=[SQL("DEFAULT ''")])  # raw INSERTs too
     recorded_at = DateTimeField(null=True)  # our clock: when this state was last saved
+    # Terms the leader's events on the bus carry (issue 12; an agent plans from them):
+    # the leader's creation time (staleness), an AMO's time, a BO's distances.
+    leader_created_at = DateTimeField(null=True)
+    amo_time = CharField(default="", constraints=[SQL("DEFAULT ''")])
+    bo_profit_value = FloatField(default=0.0, constraints=[SQL("DEFAULT 0.0")])
+    bo_stop_loss_value = FloatField(default=0.0, constraints=[SQL("DEFAULT 0.0")])
 
 
 class MirrorOrder(BaseModel):

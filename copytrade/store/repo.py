@@ -132,6 +132,10 @@ class Store:
             reason=redact(report.reason),  # the broker's own text, e.g. an RMS rejection
             version=json.dumps(version), leader_updated_at=report.updated_at,
             source=str(report.source), recorded_at=now,  # for the audit trail
+            # terms the bus's leader events carry (store/bus_queries.py)
+            leader_created_at=report.created_at, amo_time=report.amo_time,
+            bo_profit_value=report.bo_profit_value,
+            bo_stop_loss_value=report.bo_stop_loss_value,
         )
         if not self._update("leaderorder", "order_id", report.order_id, fields):
             self._insert("leaderorder", {"order_id": report.order_id, "first_seen_at": now,

@@ -306,6 +306,7 @@ def test_what_was_recorded_before_the_start_is_never_alerted(store: Store) -> No
     ("account_stopped", "critical", "account stopped"),
     ("token_expiring", "warning", "token expiring"),
     ("degraded", "critical", "loop degraded"),
+    ("bus_unavailable", "warning", "bus unavailable"),
 ])
 def test_each_alerted_audit_kind(store: Store, kind: str, severity: str, title: str) -> None:
     sent: list[Alert] = []
