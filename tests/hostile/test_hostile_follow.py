@@ -351,7 +351,10 @@ def test_a_flood_of_frames_keeps_the_stream_and_every_close_is_recorded(
         assert run.engine.replicator.stats.duplicates >= 5000 or run.audit("stream_closed")
         for clean in (False, True):
             run.wait_for(run.connected, timeout=15)
-            assert live_sim.drop_stream(LEADER_ID, clean=clean) == 1
+            # follow says connected when the socket opens; the emulator counts the
+            # connection once the login is read: drop when there is one to drop
+            run.wait_for(lambda clean=clean: live_sim.drop_stream(LEADER_ID, clean=clean) == 1,
+                         timeout=15)
             code = "1001" if clean else "1006"
             run.wait_for(lambda code=code: any(a.kind == "stream_closed" and code in a.message
                                                for a in run.audit()), timeout=15)
