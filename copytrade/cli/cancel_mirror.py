@@ -88,6 +88,9 @@ def _sleep(seconds: float) -> bool:
 
 
 def _follower_name(config: Config, wanted: str) -> str:
+    from copytrade.config.bus import refuse_served_elsewhere
+
+    refuse_served_elsewhere(config, wanted)
     for follower in config.followers:
         if follower.name.lower() == wanted.lower():
             return follower.name

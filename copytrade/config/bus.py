@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from copytrade.config.table import Table, key_path, unknown_key_message
 from copytrade.config.urls import is_loopback, safe_url, url_problem
-from copytrade.errors import ConfigError
+from copytrade.errors import ConfigError, UsageError
 from copytrade.home import check_private_file
 from copytrade.secret import Secret
 
@@ -376,3 +376,14 @@ def refuse_unbuilt_role(bus: BusConfig) -> None:
     """Commands that trade refuse what is not built yet, in one line (exit 3)."""
     if bus.is_agent:
         raise ConfigError('the agent role is not available yet (issue 12); use mode = "embedded"')
+
+
+def refuse_served_elsewhere(config: Config, name: str) -> None:
+    """A command for one follower, named for a follower another host mirrors (its agent
+    on a leader's host): say where to run it, instead of "unknown" or a silent nothing."""
+    from copytrade.config.model import served_elsewhere  # model imports this module
+
+    for follower in config.followers:
+        if follower.name.lower() == name.lower() and served_elsewhere(config, follower):
+            raise UsageError(f"follower {follower.name} is mirrored from another host "
+                             "([bus] mode = \"nats\", remote = true): run this command there")

@@ -20,6 +20,7 @@ from copytrade.config.bus import (
     connect_options,
     consumer_name,
     read_bus_credentials,
+    refuse_served_elsewhere,
 )
 from copytrade.config.model import Problem, accounts
 from copytrade.errors import ConfigError
@@ -383,3 +384,23 @@ def test_token_commands_name_only_the_accounts_whose_tokens_this_host_uses(
     assert [a.label for a in token_accounts(leader)] == ["leader", "follower B"]
     agent = load_config(config(config_file, LEADER, FOLLOWER_A, AGENT_BUS))
     assert [a.label for a in token_accounts(agent)] == ["follower A"]
+
+
+@pytest.mark.parametrize("command", [
+    ["cancel-mirror", "--all-open", "--follower", "a"],
+    ["replay-missed", "--since", "30m", "--follower", "A"],
+])
+def test_a_command_for_a_follower_served_elsewhere_says_where_to_run_it(
+        config_file: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    from copytrade.cli.app import run
+
+    path = config(config_file, LEADER, FOLLOWER_A + "remote = true\n", FOLLOWER_B, LEADER_BUS)
+    monkeypatch.setenv("T_LEADER", LEADER_TOKEN)
+    monkeypatch.setenv("T_B", B_TOKEN)
+    assert run([*command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: follower A is mirrored from another host ([bus] mode = \"nats\", "
+                   "remote = true): run this command there\n")
+    # a local follower is still taken: the check names only followers served elsewhere
+    refuse_served_elsewhere(load_config(path), "B")
