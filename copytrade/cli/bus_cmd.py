@@ -75,7 +75,7 @@ def summary(plan: BusInitPlan, written: list[Path]) -> list[str]:
               f"{plan.directory / STORE_DIR}."]
     if not plan.tls and not plan.loopback:
         lines.append("   Note: nats:// is unencrypted: passwords and leader orders cross the "
-                     "network in clear; prefer tls:// (docs/distributed.md).")
+                     "network in clear; prefer tls:// (copytrade bus init --help).")
     if plan.tls:
         cert, key = (plan.directory / name for name in TLS_FILES)
         lines.append(f"   tls://: put the server's certificate at {cert} and its key at {key}.")

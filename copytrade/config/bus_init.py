@@ -194,8 +194,7 @@ def server_conf(plan: BusInitPlan) -> str:
     lines = [
         "# nats-server configuration for copytrade's [bus] (written by `copytrade bus init`).",
         f"# Start it with: nats-server -c {directory / SERVER_CONF}",
-        "# It holds every user's password: keep it 0600. Why each permission: "
-        "docs/distributed.md.",
+        "# It holds every user's password: keep it 0600. Each permission says why beside it.",
         "",
         f"listen: {_quoted(plan.listen)}",
         "",
