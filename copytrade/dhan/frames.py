@@ -22,9 +22,7 @@ missing under its canonical spelling.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -33,21 +31,30 @@ import pytz
 
 from copytrade.core.events import OrderReport, ReportSource
 
-__all__ = ["MalformedFrame", "parse_frame", "report_from_rest"]
+# The value checks live in core (a leader event off the bus is checked by the same rules).
+from copytrade.core.order_checks import AMO_TIMES as _AMO_TIMES
+from copytrade.core.order_checks import (
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MalformedFrame,
+    checked_id,
+    status_word,
+    validity_word,
+)
+from copytrade.core.order_checks import SEGMENTS as _SEGMENTS
+from copytrade.core.order_checks import blank as _blank
+from copytrade.core.order_checks import consistent as _consistent
+from copytrade.core.order_checks import number as _number
+from copytrade.core.order_checks import quote as _quote
+from copytrade.core.order_checks import safe_text as _safe_text
+from copytrade.core.order_checks import whole as _whole
+
+__all__ = ["MAX_PRICE", "MAX_QUANTITY", "MalformedFrame", "parse_frame", "report_from_rest"]
 
 IST = pytz.timezone("Asia/Kolkata")
 ORDER_ALERT = "order_alert"
-_VALUE_EXCERPT = 24  # characters of an offending value quoted in an error
-_ID_CHARS = 64  # order and security ids: Dhan's are digits, well under this
-_TEXT_CHARS = 256  # symbols, reasons: longer is noise, and it lands in the database
-MAX_QUANTITY = 10**9  # units; no exchange order comes near it
-MAX_PRICE = 10**9  # rupees
 
 _T = TypeVar("_T")
-
-
-class MalformedFrame(ValueError):
-    """A message (or REST row) that cannot be turned into an OrderReport; str() says why."""
 
 
 # ----- vocabularies --------------------------------------------------------------------------
@@ -77,12 +84,7 @@ _SEGMENTS_BY_CODE = {
     ("BSE", "C"): "BSE_CURRENCY",
     ("MCX", "M"): "MCX_COMM",
 }
-_SEGMENTS = frozenset(_SEGMENTS_BY_CODE.values())
 _LEGS = {"ENTRY_LEG": 1, "STOP_LOSS_LEG": 2, "TARGET_LEG": 3}
-# Spellings clients report for Dhan's words ("PartTraded" upper-cased loses its "_"):
-# the stream's word for a partial fill is undocumented.
-_STATUS_ALIASES = {"PARTTRADED": "PART_TRADED", "PARTIALLY_TRADED": "PART_TRADED",
-                   "CANCELED": "CANCELLED"}
 _TRUE_FLAGS = frozenset({"1", "Y", "YES", "TRUE"})
 _FALSE_FLAGS = frozenset({"", "0", "N", "NO", "FALSE"})
 
@@ -185,29 +187,6 @@ def _report_from_alert(f: _Fields) -> OrderReport:
     ))
 
 
-def _consistent(report: OrderReport) -> OrderReport:
-    """Quantities and prices checked against each other and against what any order can be."""
-    if not 0 < report.quantity <= MAX_QUANTITY:
-        raise MalformedFrame(f"quantity {report.quantity} out of range")
-    if report.traded_quantity > report.quantity:
-        raise MalformedFrame(f"traded quantity {report.traded_quantity} above the order's "
-                             f"quantity {report.quantity}")
-    if report.disclosed_quantity > report.quantity:
-        raise MalformedFrame(f"disclosed quantity {report.disclosed_quantity} above the "
-                             f"order's quantity {report.quantity}")
-    if max(report.price, report.trigger_price, report.bo_profit_value,
-           report.bo_stop_loss_value) > MAX_PRICE:
-        raise MalformedFrame("price out of range")
-    changes: dict[str, Any] = {}
-    if report.disclosed_quantity == report.quantity:
-        # Dhan's stream shows a plain order's DiscQuantity as its whole quantity where REST
-        # says 0: disclosing all of an order is disclosing nothing, so both read 0.
-        changes["disclosed_quantity"] = 0
-    if report.average_price > MAX_PRICE:
-        changes["average_price"] = 0.0  # advisory: dropped, not trusted
-    return replace(report, **changes) if changes else report
-
-
 def _segment_from_codes(f: _Fields) -> str:
     exchange = f.get("Exchange")
     segment = f.get("Segment")
@@ -255,20 +234,6 @@ def _fold(data: Mapping[str, Any]) -> dict[str, Any]:
 
 # ----- field converters ----------------------------------------------------------------------
 
-def _quote(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _VALUE_EXCERPT else text[: _VALUE_EXCERPT - 3] + "..."
-
-
-def _safe_text(text: str) -> str:
-    """Printable, encodable, bounded: a lone surrogate or a control character would fail
-    the database write or garble a terminal (each becomes U+FFFD)."""
-    text = text.strip()
-    if not (text.isascii() and text.isprintable()):
-        text = "".join(c if c.isprintable() else "\ufffd" for c in text)
-    return text[:_TEXT_CHARS]
-
-
 def _as_text(value: object, key: str) -> str:
     if isinstance(value, str):
         return _safe_text(value)
@@ -289,10 +254,7 @@ def _required_text(f: _Fields, key: str) -> str:
 
 def _required_id(f: _Fields, key: str) -> str:
     """An id we send back to the broker or key our rows by: short, visible ASCII only."""
-    text = _required_text(f, key)
-    if len(text) > _ID_CHARS or not (text.isascii() and text.isprintable()) or " " in text:
-        raise MalformedFrame(f"bad {key}: {_quote(text)}")
-    return text
+    return checked_id(_required_text(f, key), key)
 
 
 def _text(f: _Fields, key: str) -> str:
@@ -304,39 +266,6 @@ def _text(f: _Fields, key: str) -> str:
         return _as_text(value, key)
     except MalformedFrame:
         return ""
-
-
-def _number(value: object, key: str) -> float:
-    """A finite, non-negative number from a JSON number or a numeric string."""
-    if isinstance(value, bool):
-        raise MalformedFrame(f"bad {key}: {_quote(value)}")
-    if isinstance(value, int):
-        number = float(value) if value < 2**63 else math.inf
-    elif isinstance(value, float):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            raise MalformedFrame(f"bad {key}: {_quote(value)}") from None
-    else:
-        raise MalformedFrame(f"bad {key}: {_quote(value)}")
-    if not math.isfinite(number) or number < 0:
-        raise MalformedFrame(f"bad {key}: {_quote(value)}")
-    return number
-
-
-def _whole(value: object, key: str) -> int:
-    if type(value) is int and 0 <= value < 2**63:
-        return value  # the common case, without a float round trip
-    number = _number(value, key)
-    if not number.is_integer() or number >= 2**63:
-        raise MalformedFrame(f"bad {key}: {_quote(value)} is not a whole number")
-    return int(number)
-
-
-def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _required_int(f: _Fields, key: str) -> int:
@@ -371,15 +300,7 @@ def _lot_size(f: _Fields, key: str) -> int | None:
 def _status(f: _Fields, key: str) -> str:
     """Title case, spaces or hyphens -> Dhan's REST word: "Part_Traded", "PartTraded",
     "Part Traded" -> PART_TRADED."""
-    value = f.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise MalformedFrame(f"missing {key}" if _blank(value) else f"bad {key}: {_quote(value)}")
-    status = value.strip().upper()
-    if not (status.isascii() and status.isprintable()):  # Dhan's words are plain ASCII
-        raise MalformedFrame(f"bad {key}: {_quote(value)}")
-    if " " in status or "-" in status:
-        status = "_".join(status.replace("-", " ").split())
-    return _STATUS_ALIASES.get(status, status)
+    return status_word(f.get(key), key)
 
 
 def _choice(f: _Fields, key: str, names: Mapping[str, str]) -> str:
@@ -404,15 +325,7 @@ def _segment_name(f: _Fields, key: str) -> str:
 
 def _validity(f: _Fields, key: str) -> str:
     """DAY when absent (Dhan's default); other words pass through upper-cased."""
-    value = f.get(key)
-    if _blank(value):
-        return "DAY"
-    if not isinstance(value, str):
-        raise MalformedFrame(f"bad {key}: {_quote(value)}")
-    return value.strip().upper()
-
-
-_AMO_TIMES = frozenset({"PRE_OPEN", "OPEN", "OPEN_30", "OPEN_60"})
+    return validity_word(f.get(key), key)
 
 
 def _amo_time(f: _Fields, key: str) -> str:

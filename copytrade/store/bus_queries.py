@@ -140,7 +140,9 @@ def _change(row: tuple) -> LeaderChange:
 def _entry_report(order_id: str, data: dict, terms: dict, *, current: bool) -> OrderReport:
     """The entry as this change recorded it (the trail's row), with the order's terms from
     its row. The disclosed quantity and the leader's update time are kept only in their
-    latest state: the update time is given only while the row is still at this change."""
+    latest state: both are given only while the row is still at this change (an earlier
+    change says 0 disclosed, not today's figure, which may exceed that change's quantity
+    and have every agent refuse the event)."""
     return OrderReport(
         order_id=order_id, status=_text(data, "status"),
         exchange_segment=_text(data, "exchange_segment") or terms["exchange_segment"] or "",
@@ -153,7 +155,7 @@ def _entry_report(order_id: str, data: dict, terms: dict, *, current: bool) -> O
         average_price=_float(data.get("average_price")), reason=_text(data, "reason"),
         source=_source(data.get("source")),
         updated_at=_time(terms["leader_updated_at"]) if current else None,
-        **_terms(terms))
+        **{**_terms(terms), **({} if current else {"disclosed_quantity": 0})})
 
 
 def _leg_report(order_id: str, data: dict, terms: dict) -> OrderReport:

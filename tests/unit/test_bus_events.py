@@ -255,3 +255,14 @@ def test_the_migration_adds_the_outbox_to_an_older_database(tmp_path: Path) -> N
         assert bus_queries.read_cursor(db, "COPYTRADE") == event.trail_id
     finally:
         db.close()
+
+
+def test_an_earlier_change_never_carries_a_later_disclosed_quantity(store: Store) -> None:
+    placed = report("A", quantity=3, disclosed_quantity=0)
+    save(store, placed)
+    save(store, replace(placed, quantity=10, disclosed_quantity=5))  # both raised later
+    first, second = all_changes(store)
+    assert (first.report.quantity, first.report.disclosed_quantity) == (3, 0)
+    assert (second.report.quantity, second.report.disclosed_quantity) == (10, 5)
+    for event in (first, second):  # what the agent's decoder accepts
+        assert event.report.disclosed_quantity <= event.report.quantity
