@@ -65,11 +65,23 @@ class TrailEvent:
 
 _MODIFY_DONE = ("CASE WHEN t.kind = 'intent_done' THEN CASE WHEN "
                 "json_extract(t.data, '$.action') = 'MODIFY' THEN {} END END")
+_ASKED = ("(SELECT COALESCE(json_extract(i.request, '$.modify.quantity'), "
+          "json_extract(i.request, '$.order.quantity')) + m.carried_quantity FROM trail p "
+          "JOIN intent i ON i.id = json_extract(p.data, '$.intent_id') WHERE "
+          "p.leader_order_id = t.leader_order_id AND p.mirror_id = t.mirror_id AND "
+          "p.kind = 'intent' AND {} AND i.action IN ('PLACE', 'MODIFY') "
+          "ORDER BY p.id {} LIMIT 1)")
 _EVENTS = (
     "SELECT t.id, t.at, t.kind, t.leader_order_id, t.follower, t.message, t.data, "
     "COALESCE(NULLIF(l.symbol, ''), l.security_id), "
     "COALESCE(NULLIF(m.transaction_type, ''), l.transaction_type), "
-    "m.quantity + m.carried_quantity, m.filled_quantity + m.carried_quantity, "
+    # the quantity as of this event: the last place or modification asked up to it (a
+    # line printed after a later modification must not say the later figure), else the
+    # first one (the transition to SUBMITTED is written before its place), else the
+    # mirror's; through the trail's leader-order index
+    "COALESCE(" + _ASKED.format("p.id <= t.id", "DESC") + ", "
+    + _ASKED.format("1", "ASC") + ", m.quantity + m.carried_quantity), "
+    "m.filled_quantity + m.carried_quantity, "
     "m.average_price, m.follower_order_id, m.reason, "
     # a leader order's change: its previous row on the trail (indexed by leader order)
     "CASE WHEN t.kind = 'leader_order' THEN (SELECT p.data FROM trail p WHERE "
