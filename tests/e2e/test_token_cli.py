@@ -7,7 +7,6 @@ line in secrets.toml.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -15,20 +14,14 @@ import re
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from followtools import LEADER_ID, LEADER_TOKEN, FollowRun, config_text, follower, sdk
+from followtools import LEADER_ID, LEADER_TOKEN, config_text, follower, sdk
+from test_token_renewal import follow_with_secrets
 
 from copytrade.cli.app import run
-from copytrade.cli.context import Context
 from copytrade.config.tokens import read_secrets_file
-from copytrade.engine.worker import Backoff
-from copytrade.home import HomePaths
 from copytrade.sim.server import Emulator
 
 F1 = follower("f1", "1000000002")
@@ -243,48 +236,11 @@ def config_text_offline() -> str:
 # ---- a running follow picks up a token set through the CLI ----------------------------------
 
 
-@contextmanager
-def follow_on_home(sim: Emulator, home: Path) -> Iterator[FollowRun]:
-    """follow on the home the CLI uses: the leader's and f1's tokens from the environment,
-    f2's from secrets.toml (which follow's token loop watches, polled every 0.1 s)."""
-    write_config(home, config_text(sim, [F1, F2]))
-    (home / "secrets.toml").write_text(f'[tokens]\n"{F2.client_id}" = "{F2.token}"\n')
-    (home / "secrets.toml").chmod(0o600)
-    context = Context.load(home / "copytrade.toml",
-                           environ={"LEADER_TOKEN": LEADER_TOKEN, "TOKEN_F1": F1.token},
-                           paths=HomePaths.from_dirs(home, home, home / "logs"),
-                           trading_date=lambda: (datetime.now(UTC) + timedelta(
-                               hours=5, minutes=30)).date())
-    engine = context.follow_engine(
-        stream_options={"backoff_initial": 0.05, "backoff_max": 0.3, "ping_interval": 0.5,
-                        "ping_timeout": 0.5, "open_timeout": 2.0},
-        token_options={"poll_seconds": 0.1, "retry_every": timedelta(seconds=0.5)})
-    for worker in engine.workers.values():
-        worker.backoff = worker.lookup_backoff = Backoff(initial=0.05, maximum=0.2)
-    run = FollowRun(sim, engine, context.store, sdk(sim, LEADER_ID, LEADER_TOKEN), [F1, F2],
-                    threading.Thread(target=lambda: None))
-
-    def target() -> None:
-        try:
-            asyncio.run(engine.run())
-        except BaseException as exc:  # surfaced to the test
-            run.failure.append(exc)
-
-    run.thread = threading.Thread(target=target, name="follow-under-test", daemon=True)
-    engine.prepare()
-    run.thread.start()
-    try:
-        yield run
-    finally:
-        engine.stop()
-        run.thread.join(30)
-        assert not run.thread.is_alive()
-
-
 def test_follow_resumes_on_a_token_set_through_the_cli(
         live_sim: Emulator, copytrade_home: Path) -> None:
     new_f2 = "tok-NEW-f2-piped-to-token-set-91c3"
-    with follow_on_home(live_sim, copytrade_home) as run:
+    # f1 and the leader from the environment, f2 from secrets.toml (watched by follow)
+    with follow_with_secrets(live_sim, copytrade_home, {F2.client_id: F2.token}) as run:
         run.wait_for(run.connected)
         live_sim.expire_token(F2.client_id)
         reply = run.leader_api.place_order("1333", "NSE_EQ", "BUY", 10, "MARKET", "CNC", 0)
