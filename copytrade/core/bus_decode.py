@@ -65,6 +65,7 @@ class LeaderEvent:
     seq: int
     source: ReportSource
     report: OrderReport
+    position_before: int | None = None  # the leader's, before the order (None: unknown)
 
     @property
     def identity(self) -> tuple[date, str, int]:
@@ -100,6 +101,10 @@ def _decode(data: bytes, subject: str, header_id: str | None, prefix: str) -> Le
     if type(seq) is not int or not 0 < seq < 2**63:
         raise MalformedFrame(f"bad seq: {quote(seq)}")
     source = _choice(envelope, "source", _SOURCES)
+    position_before = _get(envelope, "position_before")
+    if position_before is not None and (type(position_before) is not int
+                                        or abs(position_before) >= 2**53):
+        raise MalformedFrame(f"bad position_before: {quote(position_before)}")
     if header_id is None:
         raise MalformedFrame("no Nats-Msg-Id: not published by a leader")
     expected_id = msg_id(trading_date, order_id, seq)
@@ -116,7 +121,8 @@ def _decode(data: bytes, subject: str, header_id: str | None, prefix: str) -> Le
     report = _report(order)
     if report.order_id != order_id or report.source != source:
         raise MalformedFrame("the order snapshot's id or source differs from the envelope's")
-    return LeaderEvent(trading_date, order_id, seq, ReportSource(source), report)
+    return LeaderEvent(trading_date, order_id, seq, ReportSource(source), report,
+                       position_before)
 
 
 # ---- JSON -----------------------------------------------------------------------------------

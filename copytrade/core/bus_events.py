@@ -7,7 +7,8 @@ and an agent can tell a repeat by (order id, seq) as well. No clock anywhere.
     subject   <prefix>.leader.<trading date YYYYMMDD>.<leader order id>
     msg id    <trading date YYYYMMDD>:<leader order id>:<seq>
     payload   {"v": 1, "trading_date": "2026-11-30", "order_id": "...", "seq": 3,
-               "source": "stream" | "rest", "order": {every OrderReport field}}
+               "source": "stream" | "rest", "position_before": -50 | null,
+               "order": {every OrderReport field}}
 
 The payload holds the leader's order only: no token, no account secret, no follower.
 """
@@ -40,6 +41,9 @@ class LeaderChange:
     trading_date: date
     seq: int
     report: OrderReport
+    # The leader's net position in the instrument before the order (an agent sizes exits
+    # from it); None for an order recorded before it was kept.
+    position_before: int | None = None
 
     @property
     def order_id(self) -> str:
@@ -92,7 +96,7 @@ def event_payload(change: LeaderChange) -> dict[str, Any]:
     source = report.source if report.source in tuple(ReportSource) else ReportSource.REST
     return {"v": PAYLOAD_VERSION, "trading_date": change.trading_date.isoformat(),
             "order_id": report.order_id, "seq": change.seq, "source": str(source),
-            "order": order_snapshot(report)}
+            "position_before": change.position_before, "order": order_snapshot(report)}
 
 
 def event_bytes(change: LeaderChange) -> bytes:

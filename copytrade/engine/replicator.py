@@ -98,7 +98,8 @@ class Replicator:
                  tick_size: TickFn | None = None,
                  leader_order: Callable[[str], OrderReport | None] = lambda order_id: None,
                  market_closed: Callable[[str], str] | None = None,
-                 on_leader_recorded: Callable[[], None] = lambda: None) -> None:
+                 on_leader_recorded: Callable[[], None] = lambda: None,
+                 leader_position: Callable[[OrderReport], int] | None = None) -> None:
         self.store = store
         self.followers = followers
         self.updater = updater
@@ -106,6 +107,9 @@ class Replicator:
         self.freeze_limit = freeze_limit
         self.trading_date = trading_date
         self.leader_positions = leader_positions
+        # An agent's: the leader's position before an order, as its event says (None: the
+        # leader's positions are kept here, from its positions read and the fills seen).
+        self.leader_position = leader_position
         self.leader_capital = leader_capital
         self.wall = wall
         self.now = now
@@ -178,7 +182,10 @@ class Replicator:
         self._price_now = self._quote(leader) if first_seen_filled else None
         try:
             with self.store.write():
-                self.store.save_leader(leader, merged.version, self.trading_date().isoformat())
+                # the leader's position before it, fixed at first sight (a bus event carries it)
+                self.store.save_leader(leader, merged.version, self.trading_date().isoformat(),
+                                       position_before=self._leader_before(leader)
+                                       if known is None else None)
                 for follower in self.followers:
                     submissions += self._decide_for(follower, leader, seen_at)
         except Exception as exc:
@@ -316,11 +323,7 @@ class Replicator:
         side, security, product = (leader.transaction_type, leader.security_id,
                                    leader.product_type)
         sign = -1 if side == "SELL" else 1
-        working = self._working.get((security, product, side), {})
-        leader_working = sum(q for oid, q in working.items() if oid != leader.order_id)
-        own_fills_in_book = self.leader_traded_at_start.get(leader.key, 0)
-        leader_before = (self.leader_positions.net(security, product)
-                         + sign * (leader_working - own_fills_in_book))
+        leader_before = self._leader_before(leader)
         follower_net = follower.positions.net(security, product)
         if leader_before * sign < 0:  # the order reduces the leader's position: an exit
             # Exits already on their way reduce what is left to close; entries of ours
@@ -330,6 +333,22 @@ class Replicator:
             working = self.store.open_quantity_by_side(follower.name, security, product)
             follower_net += sign * (working.get(side, 0) - working.get(opposite, 0))
         return NetPositions(leader_before=leader_before, follower=follower_net)
+
+    def _leader_before(self, leader: OrderReport) -> int:
+        """The leader's net position before this order: its positions as read at start and
+        moved by the fills seen since, with its other working orders on the same side
+        counted as done (two quick exits must not each close the whole position). An agent
+        has no leader positions: its feed gives the figure the leader recorded."""
+        if self.leader_position is not None:
+            return self.leader_position(leader)
+        side, security, product = (leader.transaction_type, leader.security_id,
+                                   leader.product_type)
+        sign = -1 if side == "SELL" else 1
+        working = self._working.get((security, product, side), {})
+        leader_working = sum(q for oid, q in working.items() if oid != leader.order_id)
+        own_fills_in_book = self.leader_traded_at_start.get(leader.key, 0)
+        return (self.leader_positions.net(security, product)
+                + sign * (leader_working - own_fills_in_book))
 
     def _track_working(self, leader: OrderReport) -> None:
         """Remaining quantity of the leader's open orders, by instrument and side."""

@@ -41,7 +41,7 @@ _ORDER_COLUMNS = (
     "trading_date", "exchange_segment", "security_id", "symbol", "transaction_type",
     "product_type", "validity", "disclosed_quantity", "after_market_order", "amo_time",
     "lot_size", "placed_in_app", "correlation_id", "bo_profit_value", "bo_stop_loss_value",
-    "leader_created_at", "leader_updated_at")
+    "leader_created_at", "leader_updated_at", "position_before")
 _CHANGES = (
     "SELECT t.id, t.kind, t.leader_order_id, t.at, t.data, "
     f"(SELECT COUNT(*) FROM trail p WHERE p.leader_order_id = t.leader_order_id AND "
@@ -134,7 +134,9 @@ def _change(row: tuple) -> LeaderChange:
         report = _leg_report(order_id, data, terms)
     else:
         report = _entry_report(order_id, data, terms, current=bool(current))
-    return LeaderChange(int(trail_id), trading, int(seq), report)
+    position = terms["position_before"]
+    return LeaderChange(int(trail_id), trading, int(seq), report,
+                        int(position) if position is not None else None)
 
 
 def _entry_report(order_id: str, data: dict, terms: dict, *, current: bool) -> OrderReport:

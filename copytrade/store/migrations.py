@@ -92,8 +92,18 @@ def _bus_outbox(db: SqliteDatabase) -> None:
     db.execute_sql(bus_queries.CURSOR_TABLE_SQL)
 
 
+def _leader_position(db: SqliteDatabase) -> None:
+    """leaderorder.position_before: the leader's position before the order, which its
+    events on the bus carry (an agent cannot read the leader's positions). NULL for the
+    orders recorded before."""
+    have = {column.name for column in db.get_columns("leaderorder")}
+    if "position_before" not in have:
+        db.execute_sql('ALTER TABLE "leaderorder" ADD COLUMN "position_before" INTEGER')
+
+
 MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
-    _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail, _bus_outbox)
+    _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail, _bus_outbox,
+    _leader_position)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -66,6 +66,10 @@ class LeaderOrder(BaseModel):
     amo_time = CharField(default="", constraints=[SQL("DEFAULT ''")])
     bo_profit_value = FloatField(default=0.0, constraints=[SQL("DEFAULT 0.0")])
     bo_stop_loss_value = FloatField(default=0.0, constraints=[SQL("DEFAULT 0.0")])
+    # The leader's net position in the instrument and product before this order (its other
+    # working orders on the same side counted), fixed when first recorded: an agent sizes
+    # exits from it (it cannot read the leader's positions). None: recorded before schema 7.
+    position_before = IntegerField(null=True)
 
 
 class MirrorOrder(BaseModel):

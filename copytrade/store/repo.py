@@ -116,7 +116,10 @@ class Store:
 
     # ---- leader orders -------------------------------------------------------------------
 
-    def save_leader(self, report: OrderReport, version: tuple, trading_date: str) -> None:
+    def save_leader(self, report: OrderReport, version: tuple, trading_date: str, *,
+                    position_before: int | None = None) -> None:
+        """The order's state as now reported; `position_before` (the leader's position
+        before it) is kept from the first save that gives one."""
         now = self.now()
         fields = dict(
             trading_date=trading_date, status=report.status,
@@ -139,7 +142,7 @@ class Store:
         )
         if not self._update("leaderorder", "order_id", report.order_id, fields):
             self._insert("leaderorder", {"order_id": report.order_id, "first_seen_at": now,
-                                         **fields})
+                                         "position_before": position_before, **fields})
         if report.status == OrderStatus.TRADED:
             # the first moment it was seen traded: the fill lag is measured from it
             self.db.execute_sql("UPDATE leaderorder SET traded_at = ? WHERE order_id = ? "

@@ -218,7 +218,9 @@ def test_every_leader_change_reaches_the_agents_consumer_once_in_order(
     for subject, msg_id, payload in messages:
         date, order_id, seq = msg_id.split(":")
         assert subject == f"copytrade.leader.{date}.{order_id}"
-        assert set(payload) == {"v", "trading_date", "order_id", "seq", "source", "order"}
+        assert set(payload) == {"v", "trading_date", "order_id", "seq", "source",
+                                "position_before", "order"}
+        assert payload["position_before"] == 0  # the leader's account starts flat
         assert (payload["v"], payload["order_id"], str(payload["seq"])) == (1, order_id, seq)
         assert payload["trading_date"].replace("-", "") == date
         assert payload["source"] in ("stream", "rest")

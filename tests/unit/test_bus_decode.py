@@ -286,7 +286,19 @@ def test_numbers_that_are_not_prices_are_refused(literal: bytes, reason: str) ->
     rejected(decode(data, raw=True), reason)
 
 
-@pytest.mark.parametrize("key", ["trading_date", "order_id", "seq", "source", "order"])
+@pytest.mark.parametrize("position", ["-50", 1.5, True, 2**53, [1]])
+def test_a_bad_leader_position_is_refused(position: object) -> None:
+    rejected(decode(payload(position_before=position)), "bad position_before")
+
+
+@pytest.mark.parametrize("position", [None, 0, -75, 300])
+def test_the_leader_position_before_the_order_is_carried(position: int | None) -> None:
+    event = decode(payload(position_before=position))
+    assert isinstance(event, LeaderEvent) and event.position_before == position
+
+
+@pytest.mark.parametrize("key", ["trading_date", "order_id", "seq", "source",
+                                 "position_before", "order"])
 def test_a_missing_envelope_field_is_refused(key: str) -> None:
     body = payload()
     del body[key]

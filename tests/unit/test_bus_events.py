@@ -95,7 +95,11 @@ def test_the_payload_follows_the_contract() -> None:
     assert {key: payload[key] for key in ("v", "trading_date", "order_id", "seq", "source")} == {
         "v": 1, "trading_date": "2026-11-30", "order_id": "100000000001", "seq": 3,
         "source": "stream"}
-    assert set(payload) == {"v", "trading_date", "order_id", "seq", "source", "order"}
+    assert set(payload) == {"v", "trading_date", "order_id", "seq", "source",
+                            "position_before", "order"}
+    assert payload["position_before"] is None  # not known for this change
+    assert json.loads(event_bytes(LeaderChange(7, DAY, 1, report(), -75)))[
+        "position_before"] == -75
     assert set(payload["order"]) == {f.name for f in fields(OrderReport)}
     assert payload["order"]["created_at"] == "2026-11-30T09:15:01+05:30"
     assert payload["order"]["price"] == 3296.0
@@ -242,19 +246,30 @@ def test_the_migration_adds_the_outbox_to_an_older_database(tmp_path: Path) -> N
     db = store.db
     for column in ("leader_created_at", "amo_time", "bo_profit_value", "bo_stop_loss_value"):
         db.execute_sql(f"ALTER TABLE leaderorder DROP COLUMN {column}")
+    db.execute_sql("ALTER TABLE leaderorder DROP COLUMN position_before")
     db.execute_sql("DROP TABLE buscursor")
-    db.execute_sql(f"PRAGMA user_version = {migrations.SCHEMA_VERSION - 1}")
+    db.execute_sql(f"PRAGMA user_version = {migrations.MIGRATIONS.index(migrations._bus_outbox)}")
     db.close()
     db = open_store(path)
     try:
         store = Store(db, ticking_clock())
         [event] = all_changes(store)
         assert (event.order_id, event.seq, event.report.created_at) == ("A", 1, None)
+        assert event.position_before is None  # recorded before it was kept
         bus_queries.save_cursor(store, "COPYTRADE", event.trail_id)
         migrations._bus_outbox(db)  # again: nothing added twice, nothing lost
         assert bus_queries.read_cursor(db, "COPYTRADE") == event.trail_id
     finally:
         db.close()
+
+
+def test_the_leader_position_before_an_order_is_fixed_at_its_first_save(store: Store) -> None:
+    placed = report("A", quantity=3)
+    with store.write():
+        store.save_leader(placed, (), "2026-11-30", position_before=-40)
+    with store.write():  # a later change gives another figure: the first one stays
+        store.save_leader(replace(placed, quantity=5), (), "2026-11-30", position_before=7)
+    assert [e.position_before for e in all_changes(store)] == [-40, -40]
 
 
 def test_an_earlier_change_never_carries_a_later_disclosed_quantity(store: Store) -> None:
