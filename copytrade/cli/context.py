@@ -136,7 +136,7 @@ class Context:
         from copytrade.engine.tokens import TokenWiring
 
         config, settings = self.config, self.config.settings
-        roles = {config.leader.client_id: "the leader"}
+        roles = {} if config.bus.is_agent else {config.leader.client_id: "the leader"}
         for follower in config.local_followers:  # a remote follower's token is its agent's
             roles.setdefault(follower.account.client_id, f"follower {follower.name}")
         env_names = {a.client_id: a.access_token_env
@@ -186,9 +186,11 @@ class Context:
             return StreamLogin(account.order_ws_url, account.client_id,
                                tokens[account.client_id])
 
-        # Followers served by agents ([bus] leader role, remote = true) are not mirrored here.
+        # Followers served by agents ([bus] leader role, remote = true) are not mirrored here;
+        # an agent has no leader stream (its leader is the bus) nor the leader's token.
         return FollowSettings(
-            leader_stream=login(config.leader),
+            leader_stream=None if config.bus.is_agent else login(config.leader),
+            leader_client_id=config.leader.client_id,
             followers=tuple(f for f in config.followers if not served_elsewhere(config, f)),
             follower_streams={f.name: login(f.account) for f in config.local_followers},
             reconcile_interval_seconds=config.settings.reconcile_interval_seconds,
@@ -201,7 +203,8 @@ class Context:
         from copytrade.engine.follow import trading_date_now
         from copytrade.engine.wiring import Wiring
 
-        return Wiring(self.settings, self.leader, self.accounts, self.limiter_for,
+        leader = None if self.config.bus.is_agent else self.leader
+        return Wiring(self.settings, leader, self.accounts, self.limiter_for,
                       self.trading_date or trading_date_now, tokens=self.token_wiring,
                       rebuild=self.rebuild, market=self.market_hours)
 
@@ -220,6 +223,12 @@ class Context:
         """follow's engine on the home's store (options: on_change, stream_options)."""
         from copytrade.engine.follow import FollowEngine
 
+        if self.config.bus.is_agent:  # the leader's events come off the bus
+            from copytrade.config.bus import connect_options
+            from copytrade.engine.bus_consume import BusLeaderFeed
+
+            options.setdefault("leader_feed", BusLeaderFeed(
+                self.config.bus, self.store, options=connect_options(self.config.bus)))
         return FollowEngine(self.wiring, self.store, **options)  # type: ignore[arg-type]
 
 

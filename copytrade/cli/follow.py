@@ -69,11 +69,6 @@ def follow(
 
         bus = start_bus_publisher(context.config, context.store)
         if bus is not None:
-            from copytrade.config.bus import REMOTE_UNSERVED
-
-            for follower in context.config.remote_followers:
-                print(f"warning: follower {follower.name}: {REMOTE_UNSERVED}", file=sys.stderr)
-        if bus is not None:
             engine.on_leader_recorded = bus.wake
         try:
             engine.prepare()

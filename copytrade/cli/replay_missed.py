@@ -75,9 +75,10 @@ def replay_missed(
     if max_age is not None and not max_age > 0:
         raise UsageError("--max-age must be more than 0 seconds")
     context = Context.load(config)
-    if follower is not None:
-        from copytrade.config.bus import refuse_served_elsewhere
+    from copytrade.config.bus import refuse_on_agent, refuse_served_elsewhere
 
+    refuse_on_agent(context.config.bus, "replay-missed")
+    if follower is not None:
         refuse_served_elsewhere(context.config, follower)
     context.wiring.select(follower, max_age)  # an unknown --follower: exit 2 before anything
     context.paths.create_dirs()

@@ -253,10 +253,6 @@ def _leader_problems(config: Config) -> Iterator[Problem]:
     if not any(f.enabled for _index, f in remote):
         yield _problem("warning", "bus.role", "no enabled follower has remote = true: "
                        "every follower is mirrored from this host, no agent is fed")
-    for index, follower in remote:
-        if follower.enabled:
-            yield _problem("warning", f"{_where(index, follower.name)}.remote",
-                           REMOTE_UNSERVED)
 
 
 def _agent_problems(config: Config) -> Iterator[Problem]:
@@ -268,6 +264,10 @@ def _agent_problems(config: Config) -> Iterator[Problem]:
     elif not own[0].enabled:
         yield _problem("error", "bus.follower", f"follower {name!r} is disabled: "
                        "this agent would serve nothing")
+    elif own[0].sizing.mode == "capital_ratio":
+        yield _problem("error", f"{_where(config.followers.index(own[0]), name)}.sizing",
+                       "capital_ratio needs the leader's funds, which an agent cannot read: "
+                       "use multiplier or fixed_lots")
     for index, follower in enumerate(config.followers):
         where = _where(index, follower.name)
         if follower.name != name:
@@ -367,15 +367,13 @@ def connect_options(bus: BusConfig) -> dict[str, Any]:
     return options
 
 
-# Until the agent role is built, nothing mirrors a remote follower: say so wherever it shows.
-REMOTE_UNSERVED = ("served by an agent, and the agent role is not built yet (issue 12): "
-                   "nothing mirrors this follower; its events wait on the bus")
-
-
-def refuse_unbuilt_role(bus: BusConfig) -> None:
-    """Commands that trade refuse what is not built yet, in one line (exit 3)."""
+def refuse_on_agent(bus: BusConfig, command: str) -> None:
+    """A command that reads the leader's account, run on an agent (which has no leader
+    token): say what to do instead, in one line (exit 2)."""
     if bus.is_agent:
-        raise ConfigError('the agent role is not available yet (issue 12); use mode = "embedded"')
+        raise UsageError(f"{command} reads the leader's account, which an agent cannot: on an "
+                         "agent, restart follow (its consumer delivers every event not yet "
+                         "acknowledged); or run it on the leader's host")
 
 
 def refuse_served_elsewhere(config: Config, name: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from copytrade.config.bus import bus_problems, refuse_unbuilt_role
+from copytrade.config.bus import bus_problems
 from copytrade.config.load import webhook_url_problem
 from copytrade.config.model import (
     PRODUCTS,
@@ -70,7 +70,6 @@ def require_valid(
     secrets_file: Path | None = None,
 ) -> dict[str, Secret]:
     """validate(), raising the first error as a ConfigError; then the tokens."""
-    refuse_unbuilt_role(config.bus)
     errors = [p for p in validate(config, environ, secrets_file=secrets_file) if p.level == "error"]
     if errors:
         more = (

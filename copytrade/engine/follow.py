@@ -30,7 +30,9 @@ from copytrade.dhan.instruments import download_scrip_master
 from copytrade.dhan.rest import Outcome, OutcomeKind
 from copytrade.dhan.stream import LeaderStream, StreamState
 from copytrade.engine import faultpoints, status_file
+from copytrade.engine.agent import AgentLeader
 from copytrade.engine.broker import Broker, SwitchableAccount
+from copytrade.engine.bus_consume import BusLeaderFeed
 from copytrade.engine.executor import token_refused_text
 from copytrade.engine.mirrors import MirrorUpdater
 from copytrade.engine.pipeline import ReportPipeline
@@ -115,7 +117,8 @@ class FollowEngine:
     def __init__(self, wiring: Wiring, store: Store, *,
                  on_change: Callable[[], None] = lambda: None,
                  stream_options: dict | None = None,
-                 token_options: dict | None = None) -> None:
+                 token_options: dict | None = None,
+                 leader_feed: BusLeaderFeed | None = None) -> None:
         self.settings = settings = wiring.settings
         self.store = store
         self.status = FollowStatus()
@@ -133,7 +136,11 @@ class FollowEngine:
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
         self.followers = list(settings.enabled)
-        self.leader: Broker = wiring.leader
+        # An agent ([bus] role = "agent") has no leader account: its leader is the bus.
+        self.leader: Broker | None = wiring.leader
+        self.leader_feed = leader_feed
+        self.agent = (AgentLeader(store, self.followers[0].name, wiring.trading_date)
+                      if leader_feed is not None else None)
         self.market = wiring.market  # None: any hour
         self.accounts: dict[str, Broker] = {f.name: wiring.accounts[f.name]
                                             for f in self.followers}
@@ -156,7 +163,8 @@ class FollowEngine:
         for pipeline in (self.pipeline, self.follower_pipeline):
             pipeline.on_failure = self._report_failed
         for name, account in (("leader", self.leader), *self.accounts.items()):
-            account.on_bad_row = self._bad_row(name)
+            if account is not None:
+                account.on_bad_row = self._bad_row(name)
         self._rebuild = wiring.rebuild
         self._streams: dict[str, list[LeaderStream]] = {}  # by client id: token switches
         self._halted_at_start: set[str] = set()  # their positions were never read
@@ -176,10 +184,15 @@ class FollowEngine:
         """Reads that must succeed before following: instruments, positions, funds."""
         self.instruments.ensure_fresh(self.trading_date(), lambda: download_scrip_master(
             self.settings.instruments_url, self.settings.http_timeout_seconds * 6))
-        self.leader_positions.load(_require(self.leader.positions(), "positions",
-                                            "leader").data or [])
-        needs_capital = any(f.sizing.mode == "capital_ratio" for f in self.followers)
-        leader_capital = self.leader.available_funds() if needs_capital else None
+        leader = self.leader
+        if leader is not None:
+            self.leader_positions.load(_require(leader.positions(), "positions",
+                                                "leader").data or [])
+        # (an agent's configuration refuses capital_ratio: the leader's funds are not its)
+        needs_capital = leader is not None and any(
+            f.sizing.mode == "capital_ratio" for f in self.followers)
+        leader_capital = leader.available_funds() if leader is not None and needs_capital \
+            else None
         freeze_table = load_freeze_limits()
         plans = []
         for follower in self.followers:
@@ -204,7 +217,8 @@ class FollowEngine:
                     name),
                 view_is_current=lambda name=follower.name: self._follower_view_current(name)))
         overrides = self.settings.freeze_limits
-        leader_book = _require(self.leader.order_book(), "the order book", "leader")
+        leader_book = (_require(leader.order_book(), "the order book", "leader").data
+                       if leader is not None else [])
         self.replicator = Replicator(
             self.store, plans, self.updater, lot_size=self.instruments.lot_size,
             freeze_limit=lambda security_id, symbol: freeze_limit_for(
@@ -212,10 +226,15 @@ class FollowEngine:
                 freeze_table),
             trading_date=self.trading_date, leader_positions=self.leader_positions,
             leader_capital=leader_capital, on_change=self.on_change,
-            last_price=self.leader.last_price, tick_size=self.instruments.tick_size,
-            leader_order=self._leader_entry,
+            # an agent asks its own account for a quote (Dhan's quotes are any account's)
+            last_price=(leader or self.accounts[self.followers[0].name]).last_price,
+            tick_size=self.instruments.tick_size,
+            leader_order=self._leader_entry if leader is not None else lambda order_id: None,
             market_closed=self.market.closed_reason if self.market else None,
-            on_leader_recorded=self.on_leader_recorded)
+            on_leader_recorded=self.on_leader_recorded,
+            leader_position=self.agent.position_before if self.agent is not None else None)
+        if self.agent is not None:
+            self.agent.replicator = self.replicator
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,
@@ -228,7 +247,7 @@ class FollowEngine:
         # Fills already in the positions just read must not be counted again when the
         # catch-up replays today's orders.
         self.replicator.leader_traded_at_start = {
-            r.key: r.traded_quantity for r in leader_book.data}
+            r.key: r.traded_quantity for r in leader_book}
         for follower in self.followers:
             book = self.accounts[follower.name].order_book()
             if book.ok:
@@ -245,6 +264,11 @@ class FollowEngine:
                 raise BrokerError(f"cannot read the order book of follower {follower.name}: "
                                   f"{book.describe()}")
 
+    @property
+    def leader_client_id(self) -> str:
+        login = self.settings.leader_stream
+        return login.client_id if login is not None else self.settings.leader_client_id
+
     def _follower_view_current(self, name: str) -> bool:
         """The follower's stream is up and every frame it brought is applied: the
         positions we keep for it are the broker's as far as the broker has said."""
@@ -254,6 +278,7 @@ class FollowEngine:
 
     def _leader_entry(self, order_id: str) -> OrderReport | None:
         """The leader's order row by REST (a BO's values, which the stream lacks)."""
+        assert self.leader is not None
         found = self.leader.order(order_id)
         return found.data if found.ok else None
 
@@ -297,9 +322,13 @@ class FollowEngine:
             worker.start()
         self._first_intent_id = self.store.last_ids()[0]
         self._resume_unfinished()
-        streams = [self._leader_stream(), *(self._follower_stream(f) for f in self.followers)]
+        streams = [*([self._leader_stream()] if self.leader is not None else []),
+                   *(self._follower_stream(f) for f in self.followers)]
         tasks = [asyncio.create_task(stream.run()) for stream in streams]
-        tasks.append(asyncio.create_task(self._watch_leader()))
+        if self.leader is not None:
+            tasks.append(asyncio.create_task(self._watch_leader()))
+        else:  # an agent: the leader's events come off the bus, onto the same pipeline
+            self._start_feed()
         tasks.append(asyncio.create_task(self._reconcile_loop()))
         if self.tokens is not None:
             tasks.append(asyncio.create_task(self._token_loop()))
@@ -310,6 +339,8 @@ class FollowEngine:
                 await asyncio.sleep(0.05)
         finally:
             self._stop.set()  # ends the loops' waits too, whatever ended the run
+            if self.leader_feed is not None:  # its event in hand is finished and acked
+                await asyncio.to_thread(self.leader_feed.stop)
             for stream in streams:
                 stream.stop()
             for poll in list(self._silence_polls):
@@ -323,6 +354,17 @@ class FollowEngine:
         if self._fatal is not None:
             raise self._fatal
         self._raise_if_degraded()
+
+    def _start_feed(self) -> None:
+        feed, agent = self.leader_feed, self.agent
+        assert feed is not None and agent is not None
+        status = self.status.leader_stream
+
+        def on_state(state: str, detail: str) -> None:
+            status.state, status.detail = state, detail
+            self.on_change()
+
+        feed.start(lambda event: self.pipeline.call(agent.apply, event), on_state=on_state)
 
     def _raise_if_degraded(self) -> None:
         failed = [h for h in self.status.loops.values() if h.ever_degraded]
@@ -469,6 +511,7 @@ class FollowEngine:
                 self.status.catch_ups += 1
 
         login = self.settings.leader_stream
+        assert login is not None
         self._leader = self._register(login.client_id, LeaderStream(
             login.url, login.client_id, login.token.reveal(),  # revealed only here
             on_report=lambda report: self.pipeline.put(replicator.on_leader_report, report),
@@ -611,7 +654,8 @@ class FollowEngine:
         switched), the streams at their next login; a follower stopped on a refused token
         is resumed."""
         assert self._rebuild is not None
-        accounts = [self.leader] if client_id == self.settings.leader_stream.client_id else []
+        accounts = [self.leader] if (self.leader is not None
+                                     and client_id == self.leader_client_id) else []
         accounts += [self.accounts[f.name] for f in self.followers
                      if f.account.client_id == client_id]
         for account in {id(a): a for a in accounts}.values():

@@ -92,7 +92,7 @@ def snapshot(engine: FollowEngine, *, started_at: datetime, now: datetime,
                 "token_refused": bool(state and state.refused),
                 "token_warning": redact(warnings.get(role, ""))}
 
-    leader_id = engine.settings.leader_stream.client_id
+    leader_id = engine.leader_client_id
     leader = status.leader_stream
     accounts = [AccountState("leader", "leader", leader_id, leader.state,
                              redact(leader.detail), **token_fields(leader_id, "the leader"))]

@@ -37,7 +37,7 @@ class StreamLogin:
 class FollowSettings:
     """The configuration as follow needs it."""
 
-    leader_stream: StreamLogin
+    leader_stream: StreamLogin | None  # None on an agent: its leader is the bus
     followers: tuple[FollowerConfig, ...]  # as configured, disabled ones included
     follower_streams: Mapping[str, StreamLogin]  # by follower name
     reconcile_interval_seconds: float
@@ -45,6 +45,7 @@ class FollowSettings:
     instruments_url: str
     freeze_limits: Mapping[str, int]
     source: Path | None = None  # the configuration file, for messages
+    leader_client_id: str = ""
 
     @property
     def enabled(self) -> tuple[FollowerConfig, ...]:
@@ -56,7 +57,7 @@ class Wiring:
     """Everything a FollowEngine is built from, besides its store."""
 
     settings: FollowSettings
-    leader: Broker
+    leader: Broker | None  # None on an agent ([bus] role = "agent")
     accounts: Mapping[str, Broker]  # by follower name: every enabled follower
     limiter_for: LimiterFor  # (client id, wait) -> that account's order-rate limiter
     trading_date: Callable[[], date]

@@ -34,6 +34,11 @@ _KINDS_SQL = "('leader_order', 'leader_leg')"
 CURSOR_TABLE_SQL = (
     "CREATE TABLE IF NOT EXISTS buscursor (stream TEXT PRIMARY KEY, "
     "trail_id INTEGER NOT NULL, updated_at TEXT NOT NULL)")
+# An agent's: the highest seq of each leader order's events it applied (a repeat changes
+# nothing, even one the server re-delivers after the agent restarted).
+APPLIED_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS busapplied (trading_date TEXT NOT NULL, order_id TEXT NOT NULL, "
+    "seq INTEGER NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (trading_date, order_id))")
 
 # Columns of leaderorder the trail's rows do not carry (the order's terms, and what only
 # the latest state keeps).
@@ -105,6 +110,23 @@ def first_cursor(db: SqliteDatabase, trading_date: date) -> int:
         "(SELECT order_id FROM leaderorder WHERE trading_date >= ?)",
         (trading_date.isoformat(),)).fetchone()
     return int(row[0]) - 1 if row and row[0] is not None else trail_head(db)
+
+
+def applied_seqs(db: SqliteDatabase) -> dict[tuple[str, str], int]:
+    """(trading date, order id) -> the highest seq applied, for an agent's start."""
+    rows = db.execute_sql("SELECT trading_date, order_id, seq FROM busapplied").fetchall()
+    return {(day, order_id): int(seq) for day, order_id, seq in rows}
+
+
+def record_applied(store: Store, trading_date: str, order_id: str, seq: int) -> None:
+    """This event's seq is applied (kept only if higher than the one recorded)."""
+    with store.write():
+        store.db.execute_sql(
+            "INSERT INTO busapplied (trading_date, order_id, seq, applied_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (trading_date, order_id) DO UPDATE SET "
+            "seq = excluded.seq, applied_at = excluded.applied_at "
+            "WHERE excluded.seq > busapplied.seq",
+            (trading_date, order_id, seq, str(store.now())))
 
 
 def open_outage(db: SqliteDatabase) -> datetime | None:

@@ -101,9 +101,15 @@ def _leader_position(db: SqliteDatabase) -> None:
         db.execute_sql('ALTER TABLE "leaderorder" ADD COLUMN "position_before" INTEGER')
 
 
+def _agent_applied(db: SqliteDatabase) -> None:
+    """An agent's `busapplied`: the highest sequence number of each leader order's events
+    it has applied (store/bus_queries.py), so a repeat is known after a restart."""
+    db.execute_sql(bus_queries.APPLIED_TABLE_SQL)
+
+
 MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
     _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail, _bus_outbox,
-    _leader_position)
+    _leader_position, _agent_applied)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

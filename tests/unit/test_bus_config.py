@@ -15,7 +15,6 @@ from copytrade.cli.app import run
 from copytrade.cli.exit_codes import ExitCode
 from copytrade.config import load_config, redacted, require_valid, resolve_tokens, validate
 from copytrade.config.bus import (
-    REMOTE_UNSERVED,
     BusConfig,
     connect_options,
     consumer_name,
@@ -169,7 +168,6 @@ def test_plain_nats_to_another_host_is_a_warning(config_file: Path) -> None:
     found = validate(loaded, {"T_LEADER": LEADER_TOKEN})
     assert errors(found) == []
     assert warnings(found) == [
-        f"followers[0] (A).remote: {REMOTE_UNSERVED}",
         "bus.url: nats:// to 203.0.113.9 is unencrypted: the NATS password and every leader "
         "order travel in clear; use tls://",
         "bus.creds_file: not set: the server is reached without a user; `copytrade bus init` "
@@ -212,9 +210,7 @@ def test_a_leader_needs_no_token_for_a_remote_follower(config_file: Path) -> Non
     loaded = load_config(config(config_file, LEADER, FOLLOWER_A + "remote = true\n",
                                 FOLLOWER_B, LEADER_BUS))
     environ = {"T_LEADER": LEADER_TOKEN, "T_B": B_TOKEN}  # no T_A: A's agent holds it
-    # Only the warning that nothing serves A until the agent role is built.
-    assert [str(p) for p in validate(loaded, environ)] == [
-        f"warning: followers[0] (A).remote: {REMOTE_UNSERVED}"]
+    assert [str(p) for p in validate(loaded, environ)] == []
     tokens = require_valid(loaded, environ)
     assert {cid: t.reveal() for cid, t in tokens.items()} == {
         "1000000001": LEADER_TOKEN, "1000000003": B_TOKEN}
@@ -263,15 +259,25 @@ def test_remote_on_an_agent_is_only_a_warning(config_file: Path) -> None:
                                "serves its follower itself"]
 
 
-def test_commands_that_trade_refuse_the_agent_role_in_one_line(
-    config_file: Path, capsys: pytest.CaptureFixture[str]
+def test_an_agent_refuses_capital_ratio_sizing(config_file: Path) -> None:
+    sized = FOLLOWER_A.replace("multiplier = 1.0", "capital_ratio = true")
+    assert sized != FOLLOWER_A
+    loaded = load_config(config(config_file, LEADER, sized, AGENT_BUS))
+    assert errors(validate(loaded, {"T_A": A_TOKEN})) == [
+        "followers[0] (A).sizing: capital_ratio needs the leader's funds, which an agent "
+        "cannot read: use multiplier or fixed_lots"]
+
+
+def test_replay_missed_on_an_agent_says_what_to_do_in_one_line(
+    config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loaded = load_config(config(config_file, LEADER, FOLLOWER_A, AGENT_BUS))
-    message = 'the agent role is not available yet (issue 12); use mode = "embedded"'
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        require_valid(loaded, {"T_A": A_TOKEN})
-    assert run(["follow", "--config", str(config_file)]) == ExitCode.CONFIG
-    assert capsys.readouterr().err == f"error: {message}\n"
+    config(config_file, LEADER, FOLLOWER_A, AGENT_BUS)
+    monkeypatch.setenv("T_A", A_TOKEN)
+    assert run(["replay-missed", "--since", "30m", "--config", str(config_file)]) == (
+        ExitCode.USAGE)
+    err = capsys.readouterr().err
+    assert err.startswith("error: replay-missed reads the leader's account, which an agent "
+                          "cannot: on an agent, restart follow") and err.count("\n") == 1
 
 
 # --- the credentials file -----------------------------------------------------------------

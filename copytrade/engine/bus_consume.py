@@ -1,0 +1,249 @@
+"""An agent's leader feed ([bus] mode = "nats", role = "agent"; issue 12): the leader's
+events, pulled from the agent's durable consumer, into the same replicator as a local
+follower's leader reports.
+
+A thread with its own asyncio loop and nats-py connection binds `agent-<follower>` (the
+leader creates it; the agent's user may only pull and ack it), fetches one event at a
+time (a fetch returns as soon as one is there), and hands each to `apply` on follow's
+leader-report pipeline, where the decision is committed. Only then is the event
+acknowledged: a crash before the ack has the server deliver it again, and a repeat
+changes nothing (the applied seq per order in the store, and the replicator's merge and
+the mirrors' state below it). The bus is never the truth: the agent's store is.
+
+What the feed cannot use is recorded and acknowledged, never retried forever nor
+dropped silently: a malformed event (`bus_event_rejected`). An event the store could not
+record is not acknowledged: the server delivers it again after a short delay.
+A server that is down or unreachable costs nothing but time: nats-py reconnects on its
+own (fixed wait, no limit), the store records `bus_unavailable` once per outage and
+`bus_recovered` after it, and the consumer's events wait on the server meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from copytrade.config.bus import BusConfig, consumer_name
+from copytrade.config.urls import safe_url
+from copytrade.core.bus_decode import LeaderEvent, Rejected, decode_leader_event
+from copytrade.core.bus_events import MSG_ID_HEADER
+from copytrade.redact import redact
+from copytrade.store import bus_queries
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+    from copytrade.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+FETCH_SECONDS = 5.0  # a pull waits this long for the next event (a fetch of one returns at once)
+RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed bind or fetch, doubling
+REDELIVER_SECONDS = 1.0  # an event not recorded comes again after this long
+APPLY_SECONDS = 60.0  # bounded wait for the pipeline (a stop ends it sooner)
+CONNECT = {"connect_timeout": 2, "reconnect_time_wait": 1, "max_reconnect_attempts": -1,
+           "allow_reconnect": True, "ping_interval": 5, "max_outstanding_pings": 2}
+
+
+class Verdict(Enum):
+    """What becomes of an event once the pipeline has seen it."""
+
+    APPLIED = "applied"  # acknowledged
+    DONE = "done"  # a repeat, stale or refused event: recorded, acknowledged
+    RETRY = "retry"  # not recorded: delivered again
+
+
+Apply = Callable[[LeaderEvent | Rejected], "Future[Verdict]"]
+
+
+class FeedState:
+    """What the live view and `status` show of the feed (written by its thread)."""
+
+    def __init__(self) -> None:
+        self.state = "starting"
+        self.detail = ""
+        self.received = 0
+        self.applied = 0
+        self.duplicates = 0
+        self.rejected = 0
+
+
+class BusLeaderFeed:
+    def __init__(self, bus: BusConfig, store: Store, *, options: Mapping[str, Any]) -> None:
+        assert bus.follower is not None
+        self.bus = bus
+        self.store = store
+        self.consumer = consumer_name(bus.follower)
+        self.where = safe_url(bus.url or "")
+        self.status = FeedState()
+        self._options = {**CONNECT, "name": f"copytrade-{self.consumer}", **options}
+        self._on_state: Callable[[str, str], None] = lambda state, detail: None
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bus-feed", daemon=True)
+        self._apply: Apply | None = None
+        self._outage_since: float | None = None
+        self._retry_wait = RETRY_INITIAL
+
+    # ---- what follow uses -------------------------------------------------------------------
+
+    def start(self, apply: Apply, *,
+              on_state: Callable[[str, str], None] | None = None) -> BusLeaderFeed:
+        """Pull events and hand each to `apply` (on follow's pipeline), until stop();
+        `on_state(state, detail)` hears of each connection change."""
+        self._apply = apply
+        if on_state is not None:
+            self._on_state = on_state
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop pulling (an event in hand is finished and acknowledged first)."""
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join(max(timeout, 0.0))
+        return not self._thread.is_alive()
+
+    # ---- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:
+            log.exception("bus: the leader feed stopped on an unexpected error")
+            self._set_state("stopped", "the leader feed stopped on an unexpected error: "
+                            "see the log file; restart follow")
+        finally:
+            try:
+                self.store.db.close()  # this thread's connection
+            except Exception:
+                log.debug("bus: closing the feed's connection failed", exc_info=True)
+
+    async def _main(self) -> None:
+        nc: Client | None = None
+        try:
+            while not self._halt.is_set():
+                try:
+                    if nc is None or nc.is_closed:
+                        nc = await self._connect()
+                    await self._pull(nc.jetstream(timeout=FETCH_SECONDS))
+                except Exception as exc:
+                    if not self._is_bus_error(exc):
+                        raise
+                    self._unavailable(exc)
+                    await self._pause(self._retry_wait)
+                    self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
+        finally:
+            if nc is not None and not nc.is_closed:
+                try:
+                    await asyncio.wait_for(nc.close(), 2)
+                except Exception:
+                    log.debug("bus: closing the feed's connection failed", exc_info=True)
+
+    async def _connect(self) -> Client:
+        import nats
+
+        async def error(exc: Exception) -> None:
+            if not self._halt.is_set():
+                self._unavailable(exc)
+
+        async def disconnected() -> None:
+            if not self._halt.is_set():
+                self._unavailable(ConnectionError("disconnected"))
+
+        self._set_state("connecting", f"NATS {self.where}")
+        return await nats.connect(**self._options, error_cb=error,
+                                  disconnected_cb=disconnected)
+
+    async def _pull(self, js: JetStreamContext) -> None:
+        """Bind the consumer and take its events one at a time until stopped; raises what
+        ends the connection or the consumer (retried by the caller)."""
+        from nats.errors import TimeoutError as NatsTimeout
+
+        subscription = await js.pull_subscribe_bind(self.consumer, stream=self.bus.stream)
+        try:
+            await js.consumer_info(self.bus.stream, self.consumer)  # exists, and we may read it
+            self._recovered()
+            while not self._halt.is_set():
+                try:
+                    [message] = await subscription.fetch(1, timeout=FETCH_SECONDS)
+                except (TimeoutError, NatsTimeout):
+                    continue  # nothing new: ask again
+                await self._handle(message)
+        finally:
+            try:
+                await subscription.unsubscribe()
+            except Exception:
+                log.debug("bus: unsubscribing failed", exc_info=True)
+
+    async def _handle(self, message: Msg) -> None:
+        self.status.received += 1
+        headers = message.headers or {}
+        event = decode_leader_event(message.data, subject=message.subject,
+                                    msg_id=headers.get(MSG_ID_HEADER),
+                                    expected_prefix=self.bus.subject_prefix, redact=redact)
+        assert self._apply is not None
+        verdict = await asyncio.wait_for(asyncio.wrap_future(self._apply(event)),
+                                         APPLY_SECONDS)
+        if verdict is Verdict.RETRY:
+            await message.nak(delay=REDELIVER_SECONDS)
+            return
+        await message.ack()
+        if verdict is Verdict.APPLIED:
+            self.status.applied += 1
+
+    # ---- the record ------------------------------------------------------------------------
+
+    def _set_state(self, state: str, detail: str) -> None:
+        self.status.state, self.status.detail = state, detail
+        self._on_state(state, detail)
+
+    def _unavailable(self, exc: BaseException) -> None:
+        self._set_state("backoff", f"NATS {self.where}: {_describe(exc)}")
+        if self._outage_since is not None:
+            return
+        self._outage_since = time.monotonic()
+        log.warning("bus: %s unavailable (%s); leader events wait on the server", self.where,
+                    _describe(exc))
+        self._audit("bus_unavailable", f"the bus at {self.where} is unavailable "
+                    f"({_describe(exc)}): leader events wait on the server and are taken "
+                    "when it is back", {"url": self.where, "error": _describe(exc)})
+
+    def _recovered(self) -> None:
+        self._retry_wait = RETRY_INITIAL
+        self._set_state("connected", f"NATS {self.where} ({self.consumer})")
+        if self._outage_since is None:
+            return
+        seconds = time.monotonic() - self._outage_since
+        self._outage_since = None
+        log.info("bus: %s available again after %.1f s", self.where, seconds)
+        self._audit("bus_recovered", f"the bus at {self.where} is available again after "
+                    f"{seconds:.0f} s", {"url": self.where, "outage_seconds": round(seconds, 1)})
+
+    def _audit(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        try:
+            bus_queries.audit(self.store, kind, message, data)
+        except Exception:
+            log.warning("bus: recording %s failed", kind, exc_info=True)
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._halt.wait, seconds)
+
+    @staticmethod
+    def _is_bus_error(exc: BaseException) -> bool:
+        from nats.errors import Error as NatsError
+
+        return isinstance(exc, NatsError | TimeoutError | OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return redact(" ".join(text.split()))[:200]
