@@ -6,7 +6,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,13 +63,7 @@ def follow(
 
         alerts = start_alerts_safely(context.config, context.store,
                                      warn=lambda text: print(f"warning: {text}", file=sys.stderr))
-        # [bus] leader role: leader events to the agents, on a thread of its own (None:
-        # embedded); woken by each leader change committed, a server down never stops follow.
-        from copytrade.engine.bus_publish import start_bus_publisher
-
-        bus = start_bus_publisher(context.config, context.store)
-        if bus is not None:
-            engine.on_leader_recorded = bus.wake
+        bus_threads = _start_bus_threads(context, engine)
         try:
             engine.prepare()
             run_engine(engine, Console(), duration, printed_up_to=printed_up_to)
@@ -78,12 +72,34 @@ def follow(
                 alerts.stopped(stop_reason(exc))  # the error that stopped follow
             raise
         finally:
-            if bus is not None:
-                bus.stop()  # what waits is sent now, else by the next start
+            for thread in bus_threads:
+                thread.stop()  # what waits is sent now, else by the next start
         if alerts is not None:
             alerts.stopped()  # with this run's summary
     finally:
         lock.close()
+
+
+def _start_bus_threads(context: Context, engine: FollowEngine) -> list[Any]:
+    """[bus] mode = "nats", each on a thread of its own, a server down never stopping
+    follow (nothing in embedded mode). A leader publishes its orders' events (woken by
+    each change committed) and reads its agents' results and lag; an agent publishes its
+    own results (woken by each leader event it decided on; its feed is the engine's)."""
+    from copytrade.engine.bus_publish import start_bus_publisher
+    from copytrade.engine.bus_results import start_results_publisher
+    from copytrade.engine.bus_results_in import start_results_consumer
+
+    config, store = context.config, context.store
+    started: list[Any] = []
+    publisher = start_bus_publisher(config, store) or start_results_publisher(config, store)
+    if publisher is not None:
+        engine.on_leader_recorded = publisher.wake
+        started.append(publisher)
+    results = start_results_consumer(config, store)
+    if results is not None:
+        engine.remote_lag = results.consumer_lag
+        started.append(results)
+    return started
 
 
 def _record_start(context: Context) -> None:

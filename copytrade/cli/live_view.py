@@ -288,6 +288,19 @@ def alert_lines(state: FollowState) -> list[tuple[str, str]]:
     return lines
 
 
+def agents_line(lags: Mapping[str, int | None], labels: Mapping[str, str]) -> tuple[str, str]:
+    """(text, style): each remote follower's agent and its lag, the leader events it has
+    not acknowledged yet (`?`: not known now, e.g. the server is down)."""
+    parts = []
+    for name, lag in lags.items():
+        label = labels.get(name, name)
+        who = name if label == name else f"{label} {name}"
+        parts.append(f"{who} {'?' if lag is None else lag}")
+    behind = any(lag is None or lag > 0 for lag in lags.values())
+    return (f"agent lag: {', '.join(parts)} (leader events not yet acknowledged)",
+            "yellow" if behind else "dim")
+
+
 # ---- the live view -----------------------------------------------------------------------------
 
 
@@ -298,8 +311,12 @@ def live_view(state: FollowState, orders: Sequence[LiveOrder], followers: Sequen
     line per reason."""
     from rich.console import Group
 
+    # remote followers ([bus] leader): a column each, from what their agents reported
+    followers = [*followers, *(name for name in state.remote if name not in followers)]
     labels = follower_labels(followers)
     alerts = alert_lines(state)
+    if state.remote:
+        alerts.append(agents_line(state.remote, labels))
     head: list[RenderableType] = [_line(title_text(title, state, now, width), width, "bold"),
                                   fitted_table(account_columns(now, labels), state.accounts,
                                                width)]
@@ -367,6 +384,10 @@ def what_happened(event: TrailEvent) -> str | None:
         return None
     if event.kind == "leader_leg":
         return event.message
+    if event.kind.startswith("remote_"):  # a remote follower's agent reported it
+        told = event.kind.removeprefix("remote_")
+        return None if told == "intent" or told in _SAID_ELSEWHERE else \
+            f"{told} (its agent): {event.message}"
     return f"{event.kind}: {event.message}"
 
 

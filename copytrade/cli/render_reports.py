@@ -166,8 +166,8 @@ MAPPING_COLUMNS: tuple[Column, ...] = (
     Column("type", lambda r: r.order_type, 15),
     Column("leader", lambda r: f"{r.leader_filled}/{r.leader_quantity}", 10, right=True),
     Column("leader avg", lambda r: _price(r.leader_average), 12, right=True),
-    Column("follower", lambda r: (r.follower or "") + (" (shadow)" if r.shadow else ""), 1,
-           cap=20),
+    Column("follower", lambda r: (r.follower or "") + (" (shadow)" if r.shadow else "")
+           + (" (remote)" if r.remote else ""), 1, cap=20),
     Column("follower order", _follower_order, 8, cap=28),
     Column("state", lambda r: (r.state or "no mirror").lower(), 2, cap=16),
     Column("filled", _follower_qty, 3, right=True),
@@ -218,7 +218,7 @@ def mapping_record(row: MappingRow) -> dict[str, Any]:
         "ack_lag_ms": row.ack_lag_ms, "send_lag_ms": row.send_lag_ms,
         "fill_lag_ms": row.fill_lag_ms, "attempt": row.attempt or None,
         "reason": redact(row.reason) or None, "reason_code": row.reason_code or None,
-        "shadow": row.shadow,
+        "shadow": row.shadow, "remote": row.remote,
     }
 
 

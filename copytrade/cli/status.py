@@ -140,6 +140,13 @@ def account_line(account: AccountState) -> str:
     return _r(" ".join(parts).replace(" ;", ";"))
 
 
+def remote_line(name: str, lag: int | None) -> str:
+    """A remote follower ([bus] leader): its agent's lag, as follow last read it."""
+    behind = ("not known now (the bus is not reachable, or its consumer is not made yet)"
+              if lag is None else f"{lag} leader event(s) not yet acknowledged")
+    return _r(f"follower {name} (remote, mirrored by its agent): {behind}")
+
+
 def today_lines(today: TodayCounts | None, error: str = "") -> list[str]:
     if error:
         return [_r(f"today: not counted: {error}")]
@@ -147,8 +154,9 @@ def today_lines(today: TodayCounts | None, error: str = "") -> list[str]:
         return ["today: nothing recorded on this home yet"]
     lines = [f"today ({today.trading_date}, IST): {today.leader_orders} leader order(s)"]
     for name, c in sorted(today.followers.items()):
-        lines.append(_r(f"  {name}: {c.mirrored} mirrored ({c.filled} filled, {c.open} open, "
-                        f"{c.cancelled} cancelled), {c.skipped} skipped, "
+        remote = " (remote, as its agent reported)" if c.remote else ""
+        lines.append(_r(f"  {name}{remote}: {c.mirrored} mirrored ({c.filled} filled, "
+                        f"{c.open} open, {c.cancelled} cancelled), {c.skipped} skipped, "
                         f"{c.rejected} rejected"))
     return lines
 
@@ -163,6 +171,7 @@ def status_lines(report: StatusReport) -> list[str]:
         lines += [account_line(a) for a in state.accounts]
         lines += [_r(f"degraded: {loop} keeps failing ({error})")
                   for loop, error in state.degraded.items()]
+        lines += [remote_line(name, lag) for name, lag in state.remote.items()]
     lines += today_lines(report.today, report.today_error)
     if verdict.healthy:
         lines.append("healthy")
@@ -212,6 +221,7 @@ def status_data(report: StatusReport) -> dict[str, Any]:
                      for a in state.accounts] if state and verdict.running else [],
         "degraded": dict(state.degraded) if state and verdict.running else {},
         "counters": dict(state.counters) if state and verdict.running else {},
+        "remote_lag": dict(state.remote) if state and verdict.running else {},
         "today": asdict(report.today) if report.today else None,
         "today_error": report.today_error or None,
     }

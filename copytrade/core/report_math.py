@@ -172,6 +172,7 @@ class MappingRow:
     acked_at: datetime | None = None  # its broker first showed it accepted
     send_lag_ms: float | None = None  # leader event -> follower request sent
     fill_lag_ms: float | None = None  # leader fully traded -> follower fully traded
+    remote: bool = False  # mirrored by the follower's agent on its host (as it reported)
 
     @property
     def leg_label(self) -> str:

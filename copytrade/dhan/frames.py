@@ -237,10 +237,11 @@ def _fold(data: Mapping[str, Any]) -> dict[str, Any]:
 def _as_text(value: object, key: str) -> str:
     if isinstance(value, str):
         return _safe_text(value)
+    # a number's text is bounded like any text (1e256 would be 257 digits)
     if type(value) is int:
-        return str(value)
+        return _safe_text(str(value))
     if type(value) is float and value.is_integer():
-        return str(int(value))  # 1124091136546.0 -> "1124091136546"
+        return _safe_text(str(int(value)))  # 1124091136546.0 -> "1124091136546"
     raise MalformedFrame(f"bad {key}: {_quote(value)}")
 
 

@@ -8,6 +8,9 @@ leader-report pipeline: the same replicator as a leader's own reports, behind th
   own day only.
 - The leader's position before the order comes with the event (an agent cannot read the
   leader's positions); an event without it is refused, never sized as if flat.
+While the follower is stopped (its token refused), events are left unacknowledged: they
+wait on the server, so a restart in between loses none (a leader re-reads its book; an
+agent has only the bus).
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ log = logging.getLogger(__name__)
 class AgentLeader:
     """The leader as an agent knows it: its events, applied once each, in order."""
 
-    def __init__(self, store: Store, follower: str, trading_date: Callable[[], date]) -> None:
+    def __init__(self, store: Store, follower: str, trading_date: Callable[[], date], *,
+                 stopped: Callable[[], bool] = lambda: False) -> None:
         self.store = store
         self.follower = follower
         self.trading_date = trading_date
+        # The follower is stopped (its token refused): events are left unacknowledged, so
+        # they wait on the server until it is back, and none is lost at a restart.
+        self.stopped = stopped
         self.replicator: Replicator | None = None  # set by the engine once prepared
         # (trading date, order id) -> the highest seq applied: read once, kept current
         self._applied = bus_queries.applied_seqs(store.db)
@@ -67,6 +74,8 @@ class AgentLeader:
                                 "say the leader's position before the order (recorded by a "
                                 "leader before schema 7): not mirrored", {},
                                 order_id=event.order_id)
+        if self.stopped():
+            return Verdict.RETRY
         replicator = self.replicator
         assert replicator is not None
         failures = replicator.stats.failures

@@ -59,22 +59,10 @@ class Verdict(Enum):
 
     APPLIED = "applied"  # acknowledged
     DONE = "done"  # a repeat, stale or refused event: recorded, acknowledged
-    RETRY = "retry"  # not recorded: delivered again
+    RETRY = "retry"  # not recorded (or the follower is stopped): delivered again later
 
 
 Apply = Callable[[LeaderEvent | Rejected], "Future[Verdict]"]
-
-
-class FeedState:
-    """What the live view and `status` show of the feed (written by its thread)."""
-
-    def __init__(self) -> None:
-        self.state = "starting"
-        self.detail = ""
-        self.received = 0
-        self.applied = 0
-        self.duplicates = 0
-        self.rejected = 0
 
 
 class BusLeaderFeed:
@@ -84,7 +72,6 @@ class BusLeaderFeed:
         self.store = store
         self.consumer = consumer_name(bus.follower)
         self.where = safe_url(bus.url or "")
-        self.status = FeedState()
         self._options = {**CONNECT, "name": f"copytrade-{self.consumer}", **options}
         self._on_state: Callable[[str, str], None] = lambda state, detail: None
         self._halt = threading.Event()
@@ -185,7 +172,6 @@ class BusLeaderFeed:
                 log.debug("bus: unsubscribing failed", exc_info=True)
 
     async def _handle(self, message: Msg) -> None:
-        self.status.received += 1
         headers = message.headers or {}
         event = decode_leader_event(message.data, subject=message.subject,
                                     msg_id=headers.get(MSG_ID_HEADER),
@@ -195,15 +181,13 @@ class BusLeaderFeed:
                                          APPLY_SECONDS)
         if verdict is Verdict.RETRY:
             await message.nak(delay=REDELIVER_SECONDS)
+            await self._pause(REDELIVER_SECONDS)  # the events behind it wait with it
             return
         await message.ack()
-        if verdict is Verdict.APPLIED:
-            self.status.applied += 1
 
     # ---- the record ------------------------------------------------------------------------
 
     def _set_state(self, state: str, detail: str) -> None:
-        self.status.state, self.status.detail = state, detail
         self._on_state(state, detail)
 
     def _unavailable(self, exc: BaseException) -> None:
@@ -213,6 +197,8 @@ class BusLeaderFeed:
         self._outage_since = time.monotonic()
         log.warning("bus: %s unavailable (%s); leader events wait on the server", self.where,
                     _describe(exc))
+        if self._outage_open():
+            return  # recorded already (by the results publisher, on the same connection's fate)
         self._audit("bus_unavailable", f"the bus at {self.where} is unavailable "
                     f"({_describe(exc)}): leader events wait on the server and are taken "
                     "when it is back", {"url": self.where, "error": _describe(exc)})
@@ -225,8 +211,17 @@ class BusLeaderFeed:
         seconds = time.monotonic() - self._outage_since
         self._outage_since = None
         log.info("bus: %s available again after %.1f s", self.where, seconds)
+        if not self._outage_open():
+            return  # closed already (by the results publisher)
         self._audit("bus_recovered", f"the bus at {self.where} is available again after "
                     f"{seconds:.0f} s", {"url": self.where, "outage_seconds": round(seconds, 1)})
+
+    def _outage_open(self) -> bool:
+        """The store's record has an outage open (one pair per outage, whoever saw it)."""
+        try:
+            return bus_queries.open_outage(self.store.db) is not None
+        except Exception:
+            return False
 
     def _audit(self, kind: str, message: str, data: dict[str, Any]) -> None:
         try:
@@ -245,5 +240,10 @@ class BusLeaderFeed:
 
 
 def _describe(exc: BaseException) -> str:
+    from nats.js.errors import NotFoundError
+
+    if isinstance(exc, NotFoundError):
+        return ("no such consumer on the server yet: the leader's follow creates it at its "
+                "start (is this follower remote = true in the leader's configuration?)")
     text = str(exc).strip() or type(exc).__name__
     return redact(" ".join(text.split()))[:200]

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -126,6 +126,9 @@ class FollowEngine:
         # Called after each leader change is committed (cheap: an Event.set); set it
         # before prepare(). The bus's publisher wakes on it (engine/bus_publish.py).
         self.on_leader_recorded: Callable[[], None] = lambda: None
+        # [bus] leader: each remote follower's agent lag, as the results consumer last read
+        # it (engine/bus_results_in.py); shown by the live view and `status`.
+        self.remote_lag: Callable[[], Mapping[str, int | None]] | None = None
         self.trading_date = wiring.trading_date
         self.stream_options = {"ping_interval": KEEPALIVE_PING_SECONDS,
                                "ping_timeout": KEEPALIVE_TIMEOUT_SECONDS,
@@ -139,7 +142,8 @@ class FollowEngine:
         # An agent ([bus] role = "agent") has no leader account: its leader is the bus.
         self.leader: Broker | None = wiring.leader
         self.leader_feed = leader_feed
-        self.agent = (AgentLeader(store, self.followers[0].name, wiring.trading_date)
+        self.agent = (AgentLeader(store, self.followers[0].name, wiring.trading_date,
+                                  stopped=lambda: bool(self.status.stopped_followers))
                       if leader_feed is not None else None)
         self.market = wiring.market  # None: any hour
         self.accounts: dict[str, Broker] = {f.name: wiring.accounts[f.name]

@@ -75,6 +75,9 @@ class FollowState:
     accounts: tuple[AccountState, ...] = ()
     degraded: Mapping[str, str] = field(default_factory=dict)  # loop -> its last error
     counters: Mapping[str, int] = field(default_factory=dict)
+    # [bus] leader: each remote follower's agent lag, leader events it has not acknowledged
+    # yet (None: not known now, e.g. the server is down), as the results consumer last read.
+    remote: Mapping[str, int | None] = field(default_factory=dict)
 
 
 def snapshot(engine: FollowEngine, *, started_at: datetime, now: datetime,
@@ -113,7 +116,20 @@ def snapshot(engine: FollowEngine, *, started_at: datetime, now: datetime,
                 "reconnects": leader.reconnects}
     return FollowState(os.getpid(), started_at, now, running, tuple(accounts),
                        {loop: redact(error) for loop, error in dict(status.degraded).items()},
-                       counters)
+                       counters, _remote_lag(engine))
+
+
+def _remote_lag(engine: FollowEngine) -> dict[str, int | None]:
+    """The results consumer's last reading (engine/bus_results_in.py), when follow wired
+    it as `engine.remote_lag`; nothing is read from the server here."""
+    lag = engine.remote_lag
+    if lag is None:
+        return {}
+    try:
+        return dict(lag())
+    except Exception:  # never a reason for the status file to fail
+        log.debug("reading the agents' lag failed", exc_info=True)
+        return {}
 
 
 def _stopped_kind(engine: FollowEngine, name: str) -> str:
@@ -133,7 +149,8 @@ def to_json(state: FollowState) -> str:
     data = {"pid": state.pid, "started_at": plain(state.started_at),
             "updated_at": plain(state.updated_at), "running": state.running,
             "accounts": [{k: plain(v) for k, v in vars(a).items()} for a in state.accounts],
-            "degraded": dict(state.degraded), "counters": dict(state.counters)}
+            "degraded": dict(state.degraded), "counters": dict(state.counters),
+            "remote": dict(state.remote)}
     return json.dumps(data, indent=1, sort_keys=True)
 
 
@@ -215,7 +232,9 @@ def _parse(data: Any) -> FollowState:
     return FollowState(pid, _time(data["started_at"]), _time(data["updated_at"]),
                        bool(data["running"]), accounts,
                        {str(k): str(v) for k, v in dict(data.get("degraded") or {}).items()},
-                       {str(k): int(v) for k, v in dict(data.get("counters") or {}).items()})
+                       {str(k): int(v) for k, v in dict(data.get("counters") or {}).items()},
+                       {str(k): None if v is None else int(v)
+                        for k, v in dict(data.get("remote") or {}).items()})
 
 
 def _time(text: Any) -> datetime:

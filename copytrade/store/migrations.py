@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from peewee import SqliteDatabase
 
 from copytrade.errors import StoreError
-from copytrade.store import bus_queries, trail
+from copytrade.store import bus_queries, results_queries, trail
 from copytrade.store.models import ALL_MODELS, LeaderLeg
 
 
@@ -107,9 +107,18 @@ def _agent_applied(db: SqliteDatabase) -> None:
     db.execute_sql(bus_queries.APPLIED_TABLE_SQL)
 
 
+def _remote_outcomes(db: SqliteDatabase) -> None:
+    """Results between agents and the leader (store/results_queries.py): this database's
+    random store id (an agent's results are named by it), and the leader's record of its
+    remote followers' outcomes, `remoteoutcome` and `remoteresult`."""
+    for sql in results_queries.MIGRATION_SQL:
+        db.execute_sql(sql)
+    db.execute_sql(*results_queries.store_id_sql())
+
+
 MIGRATIONS: tuple[Callable[[SqliteDatabase], None], ...] = (
     _v1_initial, _v2_reason_codes, _v3_leader_legs, _mirror_fills, _audit_trail, _bus_outbox,
-    _leader_position, _agent_applied)
+    _leader_position, _agent_applied, _remote_outcomes)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

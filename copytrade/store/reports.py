@@ -46,23 +46,35 @@ def rows_where(db: SqliteDatabase, where: str, params: tuple) -> list[MappingRow
     table; for the store's own queries) selects, as mapping_rows orders them."""
     leaders = _rows(db, LeaderOrder, f"SELECT l.* FROM leaderorder l WHERE {where} "
                     "ORDER BY l.first_seen_at, l.order_id", params)
-    mirrors = _rows(db, MirrorOrder, _MIRRORS + where + " ORDER BY m.follower, m.leg, "
-                    "m.attempt", params)
+    mirrors = [{**mirror, "remote": False} for mirror in _rows(
+        db, MirrorOrder, _MIRRORS + where + " ORDER BY m.follower, m.leg, m.attempt", params)]
     legs = {(leg["order_id"], leg["leg"]): leg for leg in _rows(
         db, LeaderLeg, "SELECT g.* FROM leaderleg g JOIN leaderorder l ON l.order_id = "
         f"g.order_id WHERE {where}", params)}
-    attempts: dict[str, dict[tuple[str, int], list[dict]]] = {}
-    for mirror in mirrors:
+    attempts: dict[str, dict[tuple[str, int, bool], list[dict]]] = {}
+    for mirror in [*mirrors, *_remote_mirrors(db, where, params)]:
         attempts.setdefault(mirror["leader_order"], {}).setdefault(
-            (mirror["follower"], mirror["leg"]), []).append(mirror)
+            (mirror["follower"], mirror["leg"], mirror["remote"]), []).append(mirror)
     rows: list[MappingRow] = []
     for leader in leaders:
         mine = attempts.get(leader["order_id"], {})
         if not mine:
             rows.append(_leader_row(leader, legs, ENTRY_LEG))
-        for (_follower, leg), tries in sorted(mine.items()):
+        for (_follower, leg, _remote), tries in sorted(mine.items()):
             rows.append(_mirror_row(_leader_row(leader, legs, leg), tries))
     return rows
+
+
+def _remote_mirrors(db: SqliteDatabase, where: str, params: tuple) -> list[dict[str, Any]]:
+    """The remote followers' mirrors as their agents last reported them (remoteoutcome,
+    store/results_queries.py), shaped like a mirror row; what an agent does not report
+    (slices, when its broker accepted) is left empty."""
+    names, rows = _query(db, "SELECT r.* FROM remoteoutcome r JOIN leaderorder l ON "
+                         f"l.order_id = r.leader_order_id WHERE {where} "
+                         "ORDER BY r.follower, r.leg, r.attempt", params)
+    return [{**row, "leader_order": row["leader_order_id"], "legs": "{}", "seen_at": None,
+             "shadow": False, "acked_at": None, "remote": True}
+            for row in (dict(zip(names, values, strict=True)) for values in rows)]
 
 
 def leader_order_date(db: SqliteDatabase, order_id: str) -> str | None:
@@ -73,9 +85,9 @@ def leader_order_date(db: SqliteDatabase, order_id: str) -> str | None:
 
 
 def followers_recorded(db: SqliteDatabase) -> list[str]:
-    """Every follower with a mirror on record, any day."""
-    _names, rows = _query(db, "SELECT DISTINCT follower FROM mirrororder ORDER BY follower",
-                          ())
+    """Every follower with a mirror on record (its agent's, for a remote one), any day."""
+    _names, rows = _query(db, "SELECT follower FROM mirrororder UNION "
+                          "SELECT follower FROM remoteoutcome ORDER BY follower", ())
     return [row[0] for row in rows]
 
 
@@ -115,7 +127,7 @@ def _mirror_row(leader: MappingRow, tries: list[dict]) -> MappingRow:
         shadow=latest["shadow"],
         seen_at=datetime.fromtimestamp(seen, UTC) if isinstance(seen, int | float) else None,
         acked_at=latest["acked_at"], send_lag_ms=latest["lag_ms"],
-        fill_lag_ms=latest["fill_lag_ms"])
+        fill_lag_ms=latest["fill_lag_ms"], remote=latest["remote"])
 
 
 def _rows(db: SqliteDatabase, model: type, sql: str, params: tuple) -> list[dict[str, Any]]:

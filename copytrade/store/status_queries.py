@@ -16,6 +16,13 @@ _LATEST = (
     "WHERE l.trading_date = ? AND m.leg = 1 AND NOT EXISTS (SELECT 1 FROM mirrororder later "
     "WHERE later.leader_order_id = m.leader_order_id AND later.follower = m.follower "
     "AND later.leg = m.leg AND later.attempt > m.attempt) GROUP BY m.follower, m.state")
+# The same of the remote followers, as their agents reported (store/results_queries.py).
+_REMOTE_LATEST = (
+    "SELECT r.follower, r.state, COUNT(*) FROM remoteoutcome r "
+    "JOIN leaderorder l ON l.order_id = r.leader_order_id "
+    "WHERE l.trading_date = ? AND r.leg = 1 AND NOT EXISTS (SELECT 1 FROM remoteoutcome "
+    "later WHERE later.leader_order_id = r.leader_order_id AND later.follower = r.follower "
+    "AND later.leg = r.leg AND later.attempt > r.attempt) GROUP BY r.follower, r.state")
 _OPEN = frozenset(state.value for state in OPEN_STATES)
 
 
@@ -27,6 +34,7 @@ class FollowerCounts:
     skipped: int = 0
     rejected: int = 0
     cancelled: int = 0
+    remote: bool = False  # as its agent reported
 
 
 @dataclass
@@ -47,6 +55,10 @@ def today_counts(database_file: Path, trading_date: str) -> TodayCounts | None:
             (trading_date,)).fetchone()[0])
         for follower, state, number in db.execute_sql(_LATEST, (trading_date,)).fetchall():
             add(counts.followers.setdefault(follower, FollowerCounts()), state, number)
+        for follower, state, number in db.execute_sql(_REMOTE_LATEST,
+                                                      (trading_date,)).fetchall():
+            add(counts.followers.setdefault(follower, FollowerCounts(remote=True)), state,
+                number)
     finally:
         db.close()
     return counts

@@ -226,7 +226,7 @@ def fake_engine(tmp_path: Path, status: FollowStatus, *, refused: object = None)
         warnings={"follower f1": "token of follower f1 expires at 10:00 IST"})
     return SimpleNamespace(
         status=status, tokens=keeper, followers=[f1],
-        leader_client_id="C1",
+        leader_client_id="C1", remote_lag=None,
         workers={"f1": SimpleNamespace(executor=SimpleNamespace(refused=refused))},
         replicator=SimpleNamespace(stats=SimpleNamespace(leader_reports=7, intents=5,
                                                          skipped=1)),
