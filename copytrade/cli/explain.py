@@ -100,6 +100,7 @@ def _setups(config_path: Path | None) -> tuple[FollowerSetup, ...] | None:
 
 
 def _follower_setups(config: Config) -> tuple[FollowerSetup, ...]:
+    from copytrade.config.model import served_elsewhere
     from copytrade.core.sizing import Caps, SizingRule
     from copytrade.core.story import FollowerSetup, caps_text, rule_text
 
@@ -112,7 +113,7 @@ def _follower_setups(config: Config) -> tuple[FollowerSetup, ...]:
                     denied_securities=f.deny_security_ids)
         setups.append(FollowerSetup(f.name, f.enabled, f.shadow,
                                     rule_text(SizingRule(f.sizing.mode, f.sizing.value)),
-                                    caps_text(caps)))
+                                    caps_text(caps), remote=served_elsewhere(config, f)))
     return tuple(setups)
 
 

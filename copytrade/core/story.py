@@ -95,6 +95,9 @@ class MirrorFacts:
     submitted_at: datetime | None
     lag_ms: float | None
     fill_lag_ms: float | None
+    # reported by the follower's agent ([bus] leader role): its latest state only; the
+    # positions it sized from are in the agent's record
+    remote: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class FollowerSetup:
     shadow: bool
     rule: str  # "multiplier 1", "fixed_lots 2"
     caps: tuple[str, ...]
+    remote: bool = False  # mirrored by its agent on another host ([bus] leader role)
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,10 @@ def _why_nothing(setup: FollowerSetup | None, context: Sequence[AuditFacts],
              and a.kind in STOPPING_KINDS | RESUMING_KINDS]
     if stops and stops[-1].kind in STOPPING_KINDS:
         return f"the follower was stopped ({stops[-1].message})"
+    if setup is not None and setup.remote:
+        return ("mirrored by its agent on another host, which has sent no result for it "
+                "yet: run `copytrade explain` there, or see the agent's lag in "
+                "`copytrade status`")
     return ("no decision recorded for this follower: follow was not running for it when "
             "the order came, or it was stopped; `copytrade replay-missed --since ...` "
             "mirrors what follow missed")
@@ -362,6 +370,8 @@ def _sizing(entry: Sequence[MirrorFacts], intents: Sequence[IntentFacts],
         return Sizing(None, None, 0, False, configured_now=now)
     first = entry[0]
     placed = sum(m.quantity for m in entry if m.state != MirrorState.SKIPPED)
+    if first.remote:
+        return Sizing(None, None, placed, False, configured_now=now)
     ids = {m.id for m in entry}
     recorded = next((i.request.get("sizing") for i in intents
                      if i.mirror_id in ids and i.action == "PLACE"

@@ -146,9 +146,12 @@ class BusLeaderFeed:
             if not self._halt.is_set():
                 self._unavailable(ConnectionError("disconnected"))
 
+        async def reconnected() -> None:  # nats-py's own reconnect: the fetches go on
+            self._recovered()
+
         self._set_state("connecting", f"NATS {self.where}")
         return await nats.connect(**self._options, error_cb=error,
-                                  disconnected_cb=disconnected)
+                                  disconnected_cb=disconnected, reconnected_cb=reconnected)
 
     async def _pull(self, js: JetStreamContext) -> None:
         """Bind the consumer and take its events one at a time until stopped; raises what

@@ -34,6 +34,7 @@ from copytrade.store.models import (
     StateEvent,
     database,
 )
+from copytrade.store.results_queries import remote_outcomes
 from copytrade.store.trail import trail_for_leader_order
 
 # What happened to the streams and the loops around an order may explain a late mirror.
@@ -65,6 +66,7 @@ def order_record(db: SqliteDatabase, order_id: str) -> OrderRecord | None:
                     .where(MirrorOrder.leader_order == order_id)
                     .order_by(MirrorOrder.follower, MirrorOrder.leg, MirrorOrder.attempt))
     mirror_ids = [m.id for m in mirrors]
+    mirrors += _remote_mirrors(db, order_id)  # remote followers' outcomes (their agents')
     intents = tuple(_intent(i) for i in Intent.select().where(Intent.mirror.in_(mirror_ids))
                     .order_by(Intent.id)) if mirror_ids else ()
     transitions = tuple(_transition(e) for e in StateEvent.select()
@@ -130,6 +132,35 @@ def _mirror(row: MirrorOrder) -> MirrorFacts:
         modifications=row.modifications, reason=row.reason, reason_code=row.reason_code,
         created_at=row.created_at, submitted_at=row.submitted_at, lag_ms=row.lag_ms,
         fill_lag_ms=row.fill_lag_ms)
+
+
+def _remote_mirrors(db: SqliteDatabase, order_id: str) -> tuple[MirrorFacts, ...]:
+    """What agents reported of their followers' mirrors of this order (the latest state of
+    each attempt; their intents and transitions stay in the agents' own records). Ids are
+    negative: no intent or transition of this store is theirs."""
+    try:
+        rows = remote_outcomes(db, order_id)
+    except (sqlite3.OperationalError, PeeweeOperationalError):
+        return ()  # a store from before schema 9
+    return tuple(MirrorFacts(
+        id=-index, follower=row["follower"], leg=row["leg"], attempt=row["attempt"],
+        correlation_id=row["correlation_id"],
+        follower_order_ids=(row["follower_order_id"],) if row["follower_order_id"] else (),
+        state=row["state"], quantity=row["quantity"],
+        carried_quantity=row["carried_quantity"], filled_quantity=row["filled_quantity"],
+        order_type=row["order_type"], price=row["price"], trigger_price=row["trigger_price"],
+        sliced=False, shadow=False, leader_position_before=0, follower_position_before=0,
+        modifications=0, reason=row["reason"], reason_code=row["reason_code"],
+        created_at=_remote_time(row["received_at"]), submitted_at=None,
+        lag_ms=row["lag_ms"], fill_lag_ms=row["fill_lag_ms"], remote=True)
+        for index, row in enumerate(rows, start=1))
+
+
+def _remote_time(text: object) -> datetime:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.min
 
 
 def _intent(row: Intent) -> IntentFacts:

@@ -299,3 +299,28 @@ def test_status_says_each_remote_followers_lag() -> None:
            "acknowledged" in lines
     assert any(line.startswith("follower f3 (remote") and "not known" in line
                for line in lines)
+
+
+def test_explain_on_the_leader_tells_a_remote_followers_outcome(store: Store) -> None:
+    from copytrade.core.story import FollowerSetup, build_story
+    from copytrade.store.explain_queries import order_record
+
+    def verdicts(setups: tuple[FollowerSetup, ...]) -> dict[str, str]:
+        record = order_record(store.db, "1125113000123")
+        assert record is not None
+        story = build_story(replace(record, setups=setups))
+        return {f.name: f.verdict for f in story.followers}
+
+    setups = (FollowerSetup("f1", True, False, "multiplier 1", ()),
+              FollowerSetup("f2", True, False, "multiplier 1", (), remote=True))
+    # no result from its agent yet: said so, not "replay-missed" (that is the agent's job)
+    assert verdicts(setups)["f2"].startswith("not mirrored: mirrored by its agent on another "
+                                             "host, which has sent no result for it yet")
+    results_queries.save_results(store, [result(9)])
+    assert verdicts(setups) == {"f1": "mirrored: filled 10/10", "f2": "mirrored: filled 10/10"}
+    record = order_record(store.db, "1125113000123")
+    assert record is not None
+    [remote] = [f for f in build_story(replace(record, setups=setups)).followers
+                if f.name == "f2"]
+    assert remote.follower_order_ids == ("7725113000999",)
+    assert remote.sizing.leader_position_before is None  # in the agent's record, not here
