@@ -88,7 +88,8 @@ def summary(plan: BusInitPlan, written: list[Path]) -> list[str]:
     for agent in plan.agents:
         lines += [f"   follower {agent.follower}:",
                   *_bus_table(plan.url, agent.creds_name, "agent", agent.follower)]
-    lines.append('   (`follow` refuses role = "agent" until the agent role is released.)')
+    lines.append("4. Start `copytrade follow` on the leader's host first (it creates each "
+                 "agent's consumer), then on each follower's host.")
     lines.append("Each creds file holds a password: give each host only its own.")
     return lines
 

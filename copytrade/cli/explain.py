@@ -192,7 +192,10 @@ def follower_facts(follower: FollowerStory) -> list[str]:
         lines.append(f"follower order(s): {ids}; attempts {follower.attempts}; lag "
                      f"{_ms(follower.lag_ms)} (leader seen -> request sent); fill lag "
                      f"{_ms(follower.fill_lag_ms)}")
-    if follower.state:
+    if follower.state and sizing.leader_position_before is None:  # a remote follower's
+        lines.append(f"sizing: placed {sizing.placed}; positions before and the rule "
+                     "applied are in its agent's record (`copytrade explain` on its host)")
+    elif follower.state:
         lines.append(f"sizing: positions before: leader {sizing.leader_position_before}, "
                      f"follower {sizing.follower_position_before}; placed {sizing.placed}")
     if sizing.recorded:

@@ -78,6 +78,7 @@ class BusLeaderFeed:
         self._thread = threading.Thread(target=self._run, name="bus-feed", daemon=True)
         self._apply: Apply | None = None
         self._outage_since: float | None = None
+        self._connected = False
         self._retry_wait = RETRY_INITIAL
 
     # ---- what follow uses -------------------------------------------------------------------
@@ -194,6 +195,7 @@ class BusLeaderFeed:
         self._on_state(state, detail)
 
     def _unavailable(self, exc: BaseException) -> None:
+        self._connected = False
         self._set_state("backoff", f"NATS {self.where}: {_describe(exc)}")
         if self._outage_since is not None:
             return
@@ -209,6 +211,10 @@ class BusLeaderFeed:
     def _recovered(self) -> None:
         self._retry_wait = RETRY_INITIAL
         self._set_state("connected", f"NATS {self.where} ({self.consumer})")
+        if not self._connected:  # every (re)connection on the record, like a stream's
+            self._connected = True
+            self._audit("stream_connected", f"leader events connected: NATS {self.where}, "
+                        f"consumer {self.consumer}", {"url": self.where})
         if self._outage_since is None:
             return
         seconds = time.monotonic() - self._outage_since
