@@ -54,7 +54,8 @@ def find_account(config: Config, wanted: str) -> TokenAccount:
         found = [a for a in candidates if matches(a)]
         if found:
             return found[0]
-    names = ", ".join(["leader", *(a.name for a in candidates if a.name)])
+    roles = ["leader"] if any(a.role == "leader" for a in candidates) else []
+    names = ", ".join([*roles, *(a.name for a in candidates if a.name)])
     ids = ", ".join(a.client_id for a in candidates)
     raise NotFoundError(f"no account {_shown(text)} in {config.source}: name one of {names}, "
                         f"or a client id ({ids})")

@@ -410,3 +410,13 @@ def test_a_command_for_a_follower_served_elsewhere_says_where_to_run_it(
                    "remote = true): run this command there\n")
     # a local follower is still taken: the check names only followers served elsewhere
     refuse_served_elsewhere(load_config(path), "B")
+
+
+def test_token_set_on_an_agent_offers_only_the_accounts_it_holds(config_file: Path) -> None:
+    from copytrade.config.token_accounts import find_account
+    from copytrade.errors import NotFoundError
+
+    loaded = load_config(config(config_file, LEADER, FOLLOWER_A, AGENT_BUS))
+    assert find_account(loaded, "a").client_id == "1000000002"
+    with pytest.raises(NotFoundError, match=r"name one of A, or a client id \(1000000002\)$"):
+        find_account(loaded, "leader")
