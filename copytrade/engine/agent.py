@@ -21,6 +21,7 @@ from datetime import date
 
 from copytrade.core.bus_decode import LeaderEvent, Rejected
 from copytrade.core.events import OrderReport
+from copytrade.core.leader import merge
 from copytrade.engine.bus_consume import Verdict
 from copytrade.engine.replicator import Replicator
 from copytrade.store import bus_queries
@@ -44,6 +45,20 @@ class AgentLeader:
         # (trading date, order id) -> the highest seq applied: read once, kept current
         self._applied = bus_queries.applied_seqs(store.db)
         self._positions: dict[str, int] = {}  # order id -> the leader's position before it
+
+    def remember_known(self) -> int:
+        """At start, before any event: today's leader orders this agent recorded, known to
+        the replicator again as they were last recorded (a leader re-reads its book; an
+        agent has only its store), so a follower order cancelled outside copytrade is
+        replaced for an order that sends no new event. How many."""
+        replicator = self.replicator
+        assert replicator is not None
+        known = bus_queries.known_leader_orders(self.store.db, self.trading_date())
+        for report, position in known:
+            if position is not None:
+                self._positions[report.order_id] = position
+            replicator.leaders[report.key] = merge(None, report)
+        return len(known)
 
     def position_before(self, report: OrderReport) -> int:
         """The replicator's figure for the leader's position before `report`'s order."""
@@ -83,6 +98,11 @@ class AgentLeader:
         replicator.on_leader_report(event.report)
         if replicator.stats.failures > failures:
             return Verdict.RETRY  # nothing was committed: the server delivers it again
+        if self.stopped():
+            # Stopped meanwhile: the replicator recorded nothing for the follower. A leader
+            # catches such orders up from its book at the next start; an agent has only
+            # this event, so it stays unacknowledged until the follower is back.
+            return Verdict.RETRY
         self._applied_up_to(key, event.seq)
         return Verdict.APPLIED
 

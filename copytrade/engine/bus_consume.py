@@ -12,7 +12,8 @@ the mirrors' state below it). The bus is never the truth: the agent's store is.
 
 What the feed cannot use is recorded and acknowledged, never retried forever nor
 dropped silently: a malformed event (`bus_event_rejected`). An event the store could not
-record is not acknowledged: the server delivers it again after a short delay.
+record (or one for a stopped follower) is not acknowledged: it is kept in hand and applied
+again after a short delay, and no event behind it is taken first, however long it takes.
 A server that is down or unreachable costs nothing but time: nats-py reconnects on its
 own (fixed wait, no limit), the store records `bus_unavailable` once per outage and
 `bus_recovered` after it, and the consumer's events wait on the server meanwhile.
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 
 FETCH_SECONDS = 5.0  # a pull waits this long for the next event (a fetch of one returns at once)
 RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed bind or fetch, doubling
-REDELIVER_SECONDS = 1.0  # an event not recorded comes again after this long
-APPLY_SECONDS = 60.0  # bounded wait for the pipeline (a stop ends it sooner)
+REDELIVER_SECONDS = 1.0  # an event not recorded is applied again after this long
+APPLY_SECONDS = 60.0  # the pipeline still busy after this long is logged, and waited for
 CONNECT = {"connect_timeout": 2, "reconnect_time_wait": 1, "max_reconnect_attempts": -1,
            "allow_reconnect": True, "ping_interval": 5, "max_outstanding_pings": 2}
 
@@ -80,6 +81,7 @@ class BusLeaderFeed:
         self._outage_since: float | None = None
         self._connected = False
         self._retry_wait = RETRY_INITIAL
+        self._apply_failed = False  # the pipeline raised on the event in hand (retried)
 
     # ---- what follow uses -------------------------------------------------------------------
 
@@ -181,13 +183,40 @@ class BusLeaderFeed:
                                     msg_id=headers.get(MSG_ID_HEADER),
                                     expected_prefix=self.bus.subject_prefix, redact=redact)
         assert self._apply is not None
-        verdict = await asyncio.wait_for(asyncio.wrap_future(self._apply(event)),
-                                         APPLY_SECONDS)
-        if verdict is Verdict.RETRY:
-            await message.nak(delay=REDELIVER_SECONDS)
-            await self._pause(REDELIVER_SECONDS)  # the events behind it wait with it
-            return
+        while (verdict := await self._verdict(message, self._apply(event))) is Verdict.RETRY:
+            # Kept in hand and applied again: a nak would let the events behind it overtake
+            # it (an exit decided before its entry).
+            await message.in_progress()
+            await self._pause(REDELIVER_SECONDS)
+            if self._halt.is_set():
+                return  # delivered again at the next start
+        if verdict is None:
+            return  # follow stops with it in hand: delivered again at the next start
         await message.ack()
+        if self._apply_failed:
+            self._apply_failed = False
+            self._set_state("connected", f"NATS {self.where} ({self.consumer})")
+
+    async def _verdict(self, message: Msg, applying: Future[Verdict]) -> Verdict | None:
+        """The pipeline's verdict, however long it takes: the event stays in hand (its ack
+        wait renewed) and none behind it is taken, so the order holds and it is applied
+        once; None when follow stops first. The pipeline raising (the store failing) is
+        RETRY: the event comes again and the feed goes on, shown as degraded meanwhile."""
+        waiting = asyncio.wrap_future(applying)
+        while not (await asyncio.wait({waiting}, timeout=APPLY_SECONDS))[0]:
+            if self._halt.is_set():
+                return None
+            log.warning("bus: a leader event is still being applied after %.0f s: waiting "
+                        "for it", APPLY_SECONDS)
+            await message.in_progress()
+        try:
+            return waiting.result()
+        except Exception as exc:
+            log.error("bus: a leader event could not be applied; it comes again", exc_info=exc)
+            self._apply_failed = True
+            self._set_state("backoff", f"a leader event could not be applied "
+                            f"({_describe(exc)}): retried")
+            return Verdict.RETRY
 
     # ---- the record ------------------------------------------------------------------------
 
@@ -202,11 +231,9 @@ class BusLeaderFeed:
         self._outage_since = time.monotonic()
         log.warning("bus: %s unavailable (%s); leader events wait on the server", self.where,
                     _describe(exc))
-        if self._outage_open():
-            return  # recorded already (by the results publisher, on the same connection's fate)
-        self._audit("bus_unavailable", f"the bus at {self.where} is unavailable "
-                    f"({_describe(exc)}): leader events wait on the server and are taken "
-                    "when it is back", {"url": self.where, "error": _describe(exc)})
+        self._record_outage("bus_unavailable", f"the bus at {self.where} is unavailable "
+                            f"({_describe(exc)}): leader events wait on the server and are "
+                            "taken when it is back", {"url": self.where, "error": _describe(exc)})
 
     def _recovered(self) -> None:
         self._retry_wait = RETRY_INITIAL
@@ -220,17 +247,15 @@ class BusLeaderFeed:
         seconds = time.monotonic() - self._outage_since
         self._outage_since = None
         log.info("bus: %s available again after %.1f s", self.where, seconds)
-        if not self._outage_open():
-            return  # closed already (by the results publisher)
-        self._audit("bus_recovered", f"the bus at {self.where} is available again after "
-                    f"{seconds:.0f} s", {"url": self.where, "outage_seconds": round(seconds, 1)})
+        self._record_outage("bus_recovered", f"the bus at {self.where} is available again "
+                            f"after {seconds:.0f} s",
+                            {"url": self.where, "outage_seconds": round(seconds, 1)})
 
-    def _outage_open(self) -> bool:
-        """The store's record has an outage open (one pair per outage, whoever saw it)."""
+    def _record_outage(self, kind: str, message: str, data: dict[str, Any]) -> None:
         try:
-            return bus_queries.open_outage(self.store.db) is not None
+            record_outage_once(self.store, kind, message, data)
         except Exception:
-            return False
+            log.warning("bus: recording %s failed", kind, exc_info=True)
 
     def _audit(self, kind: str, message: str, data: dict[str, Any]) -> None:
         try:
@@ -246,6 +271,18 @@ class BusLeaderFeed:
         from nats.errors import Error as NatsError
 
         return isinstance(exc, NatsError | TimeoutError | OSError)
+
+
+def record_outage_once(store: Store, kind: str, message: str, data: dict[str, Any]) -> bool:
+    """`bus_unavailable` unless the record has an outage open, `bus_recovered` only while it
+    has: one pair per outage, whichever of the agent's connections (this feed, its results
+    publisher) saw it. Checked and written in one write transaction (the store's lock):
+    both seeing one server go at the same moment record it once."""
+    with store.write():
+        if (bus_queries.open_outage(store.db) is None) != (kind == "bus_unavailable"):
+            return False  # the other connection recorded it
+        store.audit(kind, message, data=data)
+        return True
 
 
 def _describe(exc: BaseException) -> str:

@@ -474,15 +474,18 @@ async def _ensure_stream(js: JetStreamContext, name: str, subjects: str) -> None
 
 async def ensure_consumer(js: JetStreamContext, bus: BusConfig, follower: str) -> None:
     """`agent-<follower>`: durable, pull, every leader event, explicit acks, redelivered
-    for ever (max_deliver -1). A new one starts at the next event: what was published
-    before the follower was remote was the leader's to mirror."""
+    for ever (max_deliver -1), one event out at a time (max_ack_pending 1: an event an
+    agent died holding comes back before any behind it, so an exit is never decided
+    before its entry; the cost is up to the ack wait before events flow after a crash).
+    A new one starts at the next event: what was published before the follower was
+    remote was the leader's to mirror."""
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
     from nats.js.errors import NotFoundError
 
     name = consumer_name(follower)
     wanted: dict[str, Any] = {"filter_subject": leader_filter(bus.subject_prefix),
                               "ack_policy": AckPolicy.EXPLICIT, "max_deliver": -1,
-                              "ack_wait": ACK_WAIT_SECONDS}
+                              "ack_wait": ACK_WAIT_SECONDS, "max_ack_pending": 1}
     try:
         info = await js.consumer_info(bus.stream, name)
     except NotFoundError:

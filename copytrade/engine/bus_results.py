@@ -24,6 +24,7 @@ from copytrade.config.bus import BusConfig, connect_options
 from copytrade.config.model import Config
 from copytrade.core.bus_events import MSG_ID_HEADER
 from copytrade.core.bus_results import AgentResult, result_bytes, result_msg_id, results_subject
+from copytrade.engine.bus_consume import record_outage_once
 from copytrade.engine.bus_publish import (
     PUBLISH_TIMEOUT,
     BusPublisher,
@@ -122,12 +123,10 @@ class ResultsPublisher(BusPublisher):
         self._outages += 1
         reason = _describe(exc)
         log.warning("bus: %s unavailable (%s); results wait in the store", self.where, reason)
-        if self._outage_recorded():
-            return  # the agent's leader feed said so already
-        self._audit("bus_unavailable", f"the bus at {self.where} is unavailable ({reason}): "
-                    f"follow goes on mirroring {self.follower} from the events it has; its "
-                    "results wait in the store and are sent when it is back",
-                    {"url": self.where, "error": reason})
+        self._record_outage("bus_unavailable", f"the bus at {self.where} is unavailable "
+                            f"({reason}): follow goes on mirroring {self.follower} from the "
+                            "events it has; its results wait in the store and are sent when "
+                            "it is back", {"url": self.where, "error": reason})
 
     def _recovered(self, sent: int) -> None:
         self._store_failing = False
@@ -137,17 +136,17 @@ class ResultsPublisher(BusPublisher):
         self._outage_since = None
         log.info("bus: %s available again after %.1f s; %d result(s) sent", self.where,
                  seconds, sent)
-        if not self._outage_recorded():
-            return  # closed already (by the leader feed)
-        self._audit("bus_recovered", f"the bus at {self.where} is available again after "
-                    f"{seconds:.0f} s: {sent} result(s) recorded meanwhile sent",
-                    {"url": self.where, "outage_seconds": round(seconds, 1), "sent": sent})
+        self._record_outage("bus_recovered", f"the bus at {self.where} is available again "
+                            f"after {seconds:.0f} s: {sent} result(s) recorded meanwhile sent",
+                            {"url": self.where, "outage_seconds": round(seconds, 1),
+                             "sent": sent})
 
-    def _outage_recorded(self) -> bool:
+    def _record_outage(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        """Unless the agent's leader feed recorded it (bus_consume.record_outage_once)."""
         try:
-            return bus_queries.open_outage(self.store.db) is not None
+            record_outage_once(self.store, kind, message, data)
         except Exception:
-            return False
+            log.warning("bus: recording %s failed", kind, exc_info=True)
 
 
 def start_results_publisher(config: Config, store: Store, **options: Any

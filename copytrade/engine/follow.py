@@ -239,6 +239,7 @@ class FollowEngine:
             leader_position=self.agent.position_before if self.agent is not None else None)
         if self.agent is not None:
             self.agent.replicator = self.replicator
+            self.agent.remember_known()
         self.reconciler = Reconciler(
             self.store, self.updater, [FollowerReconcile(
                 f.name, self.accounts[f.name], f.on_divergence, self.workers[f.name].submit,

@@ -129,6 +129,41 @@ def record_applied(store: Store, trading_date: str, order_id: str, seq: int) -> 
             (trading_date, order_id, seq, str(store.now())))
 
 
+_KNOWN_ORDERS = (
+    "SELECT order_id, status, exchange_segment, security_id, transaction_type, product_type, "
+    "order_type, validity, quantity, traded_quantity, price, trigger_price, "
+    "disclosed_quantity, average_price, after_market_order, amo_time, correlation_id, "
+    "reason, symbol, lot_size, bo_profit_value, bo_stop_loss_value, placed_in_app, "
+    "leader_updated_at, leader_created_at, source, position_before FROM leaderorder "
+    "WHERE trading_date = ? ORDER BY first_seen_at")
+
+
+def known_leader_orders(db: SqliteDatabase, trading_date: date
+                        ) -> list[tuple[OrderReport, int | None]]:
+    """An agent's start: the leader orders of the day it has recorded, each in its latest
+    recorded state, with the leader's position before it (the replicator knows them again
+    without waiting for their next event)."""
+    found = []
+    for row in db.execute_sql(_KNOWN_ORDERS, (trading_date.isoformat(),)).fetchall():
+        (order_id, status, segment, security, side, product, order_type, validity, quantity,
+         traded, price, trigger, disclosed, average, amo, amo_time, correlation, reason,
+         symbol, lot_size, profit, stop_loss, in_app, updated, created, source,
+         position) = row
+        found.append((OrderReport(
+            order_id=order_id, status=status, exchange_segment=segment, security_id=security,
+            transaction_type=side, product_type=product, order_type=order_type,
+            validity=validity, quantity=int(quantity), traded_quantity=int(traded),
+            price=float(price), trigger_price=float(trigger),
+            disclosed_quantity=int(disclosed), average_price=float(average),
+            after_market_order=bool(amo), amo_time=amo_time or "",
+            correlation_id=correlation or "", reason=reason or "", symbol=symbol or "",
+            lot_size=lot_size, bo_profit_value=float(profit),
+            bo_stop_loss_value=float(stop_loss), placed_in_app=bool(in_app),
+            updated_at=_time(updated), created_at=_time(created), source=_source(source)),
+            None if position is None else int(position)))
+    return found
+
+
 def open_outage(db: SqliteDatabase) -> datetime | None:
     """When the outage the record leaves open began (its last `bus_unavailable`, with no
     `bus_recovered` after it); None when there is none."""

@@ -113,8 +113,8 @@ async def _consume(url: str, durable: str, want: int, timeout: float,
         got: list = []
         deadline = time.monotonic() + timeout
         while len(got) < want and time.monotonic() < deadline:
-            try:
-                batch = await sub.fetch(want - len(got), timeout=1)
+            try:  # one at a time: the consumer hands out one event until it is acked
+                batch = await sub.fetch(1, timeout=1)
             except nats.errors.TimeoutError:
                 continue
             for message in batch:

@@ -136,3 +136,17 @@ def test_a_decision_that_could_not_be_committed_is_delivered_again(store: Store)
     replicator.fail = False
     assert agent.apply(event("L1", 1)) is Verdict.APPLIED
     assert replicator.handed == [("L1", 0)]
+
+
+def test_at_start_the_orders_it_recorded_are_known_again(store: Store) -> None:
+    from copytrade.core.leader import merge
+
+    recorded = event("L1", 2, position=-30).report
+    with store.write():
+        store.save_leader(recorded, (), DAY.isoformat(), position_before=-30)
+        store.save_leader(event("OLD", 1).report, (), "2026-11-29", position_before=5)
+    agent, replicator = agent_for(store)
+    replicator.leaders = {}  # type: ignore[attr-defined]
+    assert agent.remember_known() == 1  # today's only
+    assert replicator.leaders == {recorded.key: merge(None, recorded)}  # type: ignore[attr-defined]
+    assert agent.position_before(recorded) == -30
