@@ -340,7 +340,8 @@ def _line(text: str, width: int, style: str = "") -> Text:
 
 # ---- the plain lines ---------------------------------------------------------------------------
 
-# Audit events that say again what a line of the trail already said.
+# Audit events that say again what a line of the trail already said (unless their data says
+# `no_mirror`: a skip decided before any mirror, e.g. an agent's event of an earlier day).
 _SAID_ELSEWHERE = frozenset({"skipped", "mirror_rejected", "mirror_not_sent", "modify_failed"})
 # Intent outcomes the mirror's state change already says.
 _QUIET_OUTCOMES = {"PLACE": {"DONE", "REFUSED", "UNKNOWN", "AUTH"},
@@ -380,14 +381,16 @@ def what_happened(event: TrailEvent) -> str | None:
         return _transition(event)
     if event.kind == "intent_done":
         return _intent_done(event)
-    if event.kind == "intent" or event.kind in _SAID_ELSEWHERE:
+    if event.kind == "intent" or (event.kind in _SAID_ELSEWHERE
+                                  and not event.data.get("no_mirror")):
         return None
     if event.kind == "leader_leg":
         return event.message
     if event.kind.startswith("remote_"):  # a remote follower's agent reported it
         told = event.kind.removeprefix("remote_")
-        return None if told == "intent" or told in _SAID_ELSEWHERE else \
-            f"{told} (its agent): {event.message}"
+        # (a skip about no mirror, e.g. an event of an earlier day, has no other line)
+        return None if told == "intent" or (told in _SAID_ELSEWHERE and event.data.get(
+            "mirror") is not None) else f"{told} (its agent): {event.message}"
     return f"{event.kind}: {event.message}"
 
 

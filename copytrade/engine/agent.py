@@ -81,7 +81,7 @@ class AgentLeader:
         if event.trading_date != today:
             self._audit("skipped", f"leader event of {day} arrived on {today.isoformat()}: "
                         "orders are mirrored on their own trading day only, not this one",
-                        event.order_id, follower=self.follower)
+                        event.order_id, follower=self.follower, data={"no_mirror": True})
             self._applied_up_to(key, event.seq)
             return Verdict.DONE
         if event.position_before is None:

@@ -289,6 +289,27 @@ def test_follows_plain_lines_tell_what_an_agent_reported(store: Store) -> None:
     assert "f2" in lines[0] and "transition (its agent): ACCEPTED -> FILLED" in lines[0]
 
 
+def test_a_skip_with_no_mirror_gets_its_line_on_both_hosts(store: Store) -> None:
+    """A skip is told by its mirror's SKIPPED line, except one about no mirror: an agent's
+    event of an earlier trading day (its own plain line, and the leader's)."""
+    from copytrade.store.queries import events_after
+
+    stale = "leader event of 2026-11-29 arrived on 2026-11-30: orders are mirrored on ..."
+    with store.write():
+        store.audit("skipped", stale, leader_order_id="1125113000123", follower="f2",
+                    data={"no_mirror": True})
+        store.audit("skipped", "told by the mirror", leader_order_id="1125113000123",
+                    follower="f1")
+    results_queries.save_results(store, [
+        result(11, kind="skipped", message=stale, with_mirror=False),
+        result(12, kind="skipped", message="told by the mirror")])
+    lines = [line for event in events_after(0) if event.kind in ("skipped", "remote_skipped")
+             if (line := lv.event_line(event))]
+    assert len(lines) == 2, lines
+    assert "skipped: leader event of 2026-11-29" in lines[0]
+    assert "skipped (its agent): leader event of 2026-11-29" in lines[1]
+
+
 def test_status_says_each_remote_followers_lag() -> None:
     written = state({"f2": 0, "f3": None})
     assert _parse(json.loads(to_json(written))).remote == {"f2": 0, "f3": None}
