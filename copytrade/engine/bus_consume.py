@@ -51,6 +51,7 @@ FETCH_SECONDS = 5.0  # a pull waits this long for the next event (a fetch of one
 RETRY_INITIAL, RETRY_MAX = 0.25, 5.0  # after a failed bind or fetch, doubling
 REDELIVER_SECONDS = 1.0  # an event not recorded is applied again after this long
 APPLY_SECONDS = 60.0  # the pipeline still busy after this long is logged, and waited for
+IN_PROGRESS_SECONDS = 3.0  # an event at work is renewed this often (the ack wait is 10 s)
 CONNECT = {"connect_timeout": 2, "reconnect_time_wait": 1, "max_reconnect_attempts": -1,
            "allow_reconnect": True, "ping_interval": 5, "max_outstanding_pings": 2}
 
@@ -203,12 +204,16 @@ class BusLeaderFeed:
         once; None when follow stops first. The pipeline raising (the store failing) is
         RETRY: the event comes again and the feed goes on, shown as degraded meanwhile."""
         waiting = asyncio.wrap_future(applying)
-        while not (await asyncio.wait({waiting}, timeout=APPLY_SECONDS))[0]:
+        started = time.monotonic()
+        warned_at = started
+        while not (await asyncio.wait({waiting}, timeout=IN_PROGRESS_SECONDS))[0]:
             if self._halt.is_set():
                 return None
-            log.warning("bus: a leader event is still being applied after %.0f s: waiting "
-                        "for it", APPLY_SECONDS)
-            await message.in_progress()
+            await message.in_progress()  # within the ack wait: not delivered again meanwhile
+            if time.monotonic() - warned_at >= APPLY_SECONDS:
+                warned_at = time.monotonic()
+                log.warning("bus: a leader event is still being applied after %.0f s: "
+                            "waiting for it", warned_at - started)
         try:
             return waiting.result()
         except Exception as exc:

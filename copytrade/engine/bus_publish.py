@@ -78,7 +78,10 @@ CONNECT = {"connect_timeout": 2, "reconnect_time_wait": 1, "max_reconnect_attemp
 # The stream and consumers per the issue 12 contracts.
 DUPLICATE_WINDOW_SECONDS = 600.0
 MAX_AGE_SECONDS = 7 * 24 * 3600.0
-ACK_WAIT_SECONDS = 30.0
+# An agent that dies holding an event has it back after this long, and only then takes the
+# ones behind it (one out at a time): short, so a crash stalls its follower briefly; an
+# agent still at work on an event says so every IN_PROGRESS_SECONDS (engine/bus_consume.py).
+ACK_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from simtools import eventually
 from copytrade.config.bus import BusConfig, connect_options, consumer_name
 from copytrade.config.bus_init import plan_bus_init, write_bus_init
 from copytrade.core.ids import correlation_id, is_ours
+from copytrade.engine.bus_publish import ACK_WAIT_SECONDS
 from copytrade.engine.follow import trading_date_now
 from copytrade.sim.server import Emulator
 
@@ -61,7 +62,7 @@ STREAM = "COPYTRADE"
 START_TIMEOUT = 30.0  # seconds for a follow process to log in to the emulator
 STOP_TIMEOUT = 30.0
 BUS_TIMEOUT = 5.0  # seconds for one request to the server
-CONTRACT_ACK_WAIT = 30.0  # the agent's consumer's ack wait, as the leader sets it
+CONTRACT_ACK_WAIT = ACK_WAIT_SECONDS  # the agent's consumer's ack wait, as the leader sets it
 SHORT_ACK_WAIT = 2.0  # what the short tests shorten it to (see Cluster.shorten_ack_wait)
 # Follower order statuses that hold (are or may become a position).
 HOLDING = frozenset({"TRANSIT", "PENDING", "PART_TRADED", "TRADED"})
@@ -389,9 +390,9 @@ class Cluster:
         return info.num_pending == 0 and info.num_ack_pending == 0
 
     def set_ack_wait(self, seconds: float) -> None:
-        """Shorten the agent's consumer's ack wait (30 s by contract), so that an event a
-        killed agent never acknowledged is redelivered within a short test. The leader
-        brings it back to 30 s at its next start or reconnection."""
+        """Shorten the agent's consumer's ack wait (ACK_WAIT_SECONDS, as the leader sets
+        it), so that an event a killed agent never acknowledged is redelivered within a
+        short test. The leader brings it back at its next start or reconnection."""
         async def update(js: Any) -> None:
             info = await js.consumer_info(STREAM, consumer_name(REMOTE.name))
             await js.add_consumer(STREAM, info.config.evolve(ack_wait=seconds))
@@ -399,8 +400,8 @@ class Cluster:
 
     def shorten_ack_wait(self, seconds: float = SHORT_ACK_WAIT) -> None:
         """set_ack_wait once the leader has set the consumer up: after its start, or after
-        it reconnected to a restarted server, it brings the ack wait back to 30 s (first
-        seen here as 30 s again), and a shortening made before that would be undone."""
+        it reconnected to a restarted server, it brings the ack wait back (first seen here
+        as the leader's again), and a shortening made before that would be undone."""
         def as_the_leader_left_it() -> bool:
             try:
                 return self.consumer().config.ack_wait == CONTRACT_ACK_WAIT
@@ -493,6 +494,12 @@ def exactly_once_figures(sim: Emulator, hosts: dict[Follower, FollowProcess]) ->
     """For each follower (mirrored by `hosts[follower]`): its orders of ours in the
     emulator's book matched to leader orders by correlation id stem (not by the store's
     rows), against the leader's book."""
+    # The stores first, then the broker's books: a mirror the store already shows past
+    # SUBMITTED is in the book read after it (read the other way round, an order placed in
+    # between is in the store and not yet in the book read before it).
+    recorded = {each: (decided_orders(host, each.name), decided_skips(host, each.name))
+                for each, host in hosts.items()}
+    in_flight = {each: _in_flight(host, each.name) for each, host in hosts.items()}
     accounts = sim.snapshot()["accounts"]
     leader_book = {o["orderId"]: o for o in accounts.get(LEADER_ID, {}).get("orders", [])
                    if o.get("legName") in (None, "", "ENTRY_LEG")}
@@ -528,28 +535,39 @@ def exactly_once_figures(sim: Emulator, hosts: dict[Follower, FollowProcess]) ->
             elif leader["orderStatus"] in HOLDING and held:
                 figures["wrong quantities"] += sum(o["quantity"] for o in held) != (
                     leader["quantity"])
-        decided = decided_orders(host, each.name)
+        decided, skips = recorded[each]
         missed = [o for o in leader_book if o not in decided]
         figures[f"leader orders decided ({each.name})"] = len(leader_book) - len(missed)
         figures["leader orders neither mirrored nor recorded"] += len(missed)
-        skips = decided_skips(host, each.name)
         figures["skipped (recorded)"] += len(skips)
         # each leader order: an order of ours at the broker, or a recorded skip (say, a
         # market order first seen filled, its price since gone beyond the follower's drift)
         figures[f"placed or skipped ({each.name})"] = len(set(ours) | skips)
-        figures["intents in flight"] += len(host.rows(
-            "SELECT i.id FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
-            "WHERE i.status = 'SENDING' AND m.follower = ?", (each.name,)))
-        marks = ",".join("?" * len(MIRRORS_IN_FLIGHT))
-        figures["mirrors in flight"] += len(host.rows(
-            f"SELECT id FROM mirrororder WHERE follower = ? AND state IN ({marks})",
-            (each.name, *MIRRORS_IN_FLIGHT)))
+        unplaced = sorted(set(leader_book) - set(ours) - skips)
+        if unplaced:  # a diagnosis for a failure's message: the store's rows of them
+            figures[f"unplaced ({each.name})"] = [(oid, host.rows(
+                "SELECT state, reason, attempt, correlation_id FROM mirrororder WHERE "
+                "leader_order_id = ? AND follower = ?", (oid, each.name))) for oid in unplaced]
+        figures["intents in flight"] += in_flight[each][0]
+        figures["mirrors in flight"] += in_flight[each][1]
     for name in ("duplicate follower orders", "orders of ours per attempt > 1",
                  "leader orders neither mirrored nor recorded", "wrong quantities",
                  "wrong states", "follower orders of ours for no leader order",
                  "intents in flight", "mirrors in flight", "skipped (recorded)"):
         figures.setdefault(name, 0)
     return dict(figures)
+
+
+def _in_flight(host: FollowProcess, name: str) -> tuple[int, int]:
+    """(intents still SENDING, mirrors not yet answered by the broker) of a follower."""
+    intents = len(host.rows(
+        "SELECT i.id FROM intent i JOIN mirrororder m ON m.id = i.mirror_id "
+        "WHERE i.status = 'SENDING' AND m.follower = ?", (name,)))
+    marks = ",".join("?" * len(MIRRORS_IN_FLIGHT))
+    mirrors = len(host.rows(
+        f"SELECT id FROM mirrororder WHERE follower = ? AND state IN ({marks})",
+        (name, *MIRRORS_IN_FLIGHT)))
+    return intents, mirrors
 
 
 def decided_orders(host: FollowProcess, name: str) -> set[str]:

@@ -180,6 +180,7 @@ def test_a_slow_apply_is_waited_for_in_order_and_acknowledged_once(
     busy database): the feed must neither take the next event past it (order), nor call it
     a bus outage, nor leave it unacknowledged once it is applied."""
     monkeypatch.setattr(bus_consume, "APPLY_SECONDS", 0.2)
+    monkeypatch.setattr(bus_consume, "IN_PROGRESS_SECONDS", 0.1)
     pipeline = Pipeline(lambda n, event: None if n == 1 else Verdict.APPLIED)
     bus.publish(_change("L1", 1), _change("L2", 1))
     start_feed(bus, store, pipeline, feeds)

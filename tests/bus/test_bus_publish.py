@@ -391,8 +391,8 @@ def test_the_stream_and_consumers_are_brought_in_line_and_set_up_again_idempoten
     assert (stream.duplicate_window, stream.max_age) == (600.0, 7 * 24 * 3600.0)
     assert results.subjects == ["copytrade.results.>"] and results.duplicate_window == 600.0
     for consumer in (kept, new):
-        assert (consumer.ack_wait, consumer.max_deliver, consumer.filter_subject) == (
-            30.0, -1, "copytrade.leader.>")
+        assert (consumer.ack_wait, consumer.max_deliver, consumer.filter_subject,
+                consumer.max_ack_pending) == (10.0, -1, "copytrade.leader.>", 1)
         assert consumer.ack_policy == "explicit"
     assert kept.deliver_policy == "all" and new.deliver_policy == "new"
 
