@@ -466,9 +466,19 @@ class Cluster:
         published = self.stream_count() >= len(self.placed)
         return figures if published and self.consumer_drained() else None
 
-    def wait_settled(self, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_settled(self, timeout: float = 60.0,
+                     on_agent_death: Callable[[], None] | None = None) -> dict[str, Any]:
+        """settled(), waited for. An agent armed to kill itself at a fault point may do so
+        only now, at the first event after the run (say, one held by a partition): with
+        `on_agent_death`, it is told and the agent started again (unarmed), as the run did."""
+        def settled() -> dict[str, Any] | None:
+            if on_agent_death is not None and not self.agent.alive:
+                on_agent_death()
+                self.agent.start()
+            return self.settled()
+
         try:
-            return eventually(self.settled, timeout=timeout, interval=0.2)  # type: ignore[return-value]
+            return eventually(settled, timeout=timeout, interval=0.2)  # type: ignore[return-value]
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nfigures: {self.figures()}\n{self.diagnosis()}") from None
 

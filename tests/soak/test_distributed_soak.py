@@ -124,7 +124,11 @@ def test_distributed_soak(tmp_path: Path) -> None:
                 time.sleep(max(0.0, PARTITION_SECONDS - (time.monotonic() - cut_since)))
                 cluster.agent_link.heal()
                 counts["partition seconds"] = round(time.monotonic() - cut_since)
-            figures = cluster.wait_settled(timeout=SETTLE_SECONDS)
+            def died_at_a_fault_point() -> None:
+                counts["agent deaths at a fault point (-9)"] += 1
+
+            figures = cluster.wait_settled(timeout=SETTLE_SECONDS,
+                                           on_agent_death=died_at_a_fault_point)
             figures.update(counts)
             figures["leader orders placed"] = len(cluster.placed)
             figures["kill -9 of the agent"] = cluster.agent.kills
