@@ -33,6 +33,7 @@ from copytrade.config.bus import BusConfig, consumer_name
 from copytrade.config.urls import safe_url
 from copytrade.core.bus_decode import LeaderEvent, Rejected, decode_leader_event
 from copytrade.core.bus_events import MSG_ID_HEADER
+from copytrade.engine.bus_threads import close_quietly, describe, pause, run_bus_loop
 from copytrade.redact import redact
 from copytrade.store import bus_queries
 
@@ -106,17 +107,9 @@ class BusLeaderFeed:
     # ---- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception:
-            log.exception("bus: the leader feed stopped on an unexpected error")
+        if not run_bus_loop(self._main, self.store, "leader feed"):
             self._set_state("stopped", "the leader feed stopped on an unexpected error: "
                             "see the log file; restart follow")
-        finally:
-            try:
-                self.store.db.close()  # this thread's connection
-            except Exception:
-                log.debug("bus: closing the feed's connection failed", exc_info=True)
 
     async def _main(self) -> None:
         nc: Client | None = None
@@ -133,11 +126,7 @@ class BusLeaderFeed:
                     await self._pause(self._retry_wait)
                     self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
         finally:
-            if nc is not None and not nc.is_closed:
-                try:
-                    await asyncio.wait_for(nc.close(), 2)
-                except Exception:
-                    log.debug("bus: closing the feed's connection failed", exc_info=True)
+            await close_quietly(nc, "leader feed")
 
     async def _connect(self) -> Client:
         import nats
@@ -269,7 +258,7 @@ class BusLeaderFeed:
             log.warning("bus: recording %s failed", kind, exc_info=True)
 
     async def _pause(self, seconds: float) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._halt.wait, seconds)
+        await pause(self._halt, seconds)
 
     @staticmethod
     def _is_bus_error(exc: BaseException) -> bool:
@@ -296,5 +285,4 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, NotFoundError):
         return ("no such consumer on the server yet: the leader's follow creates it at its "
                 "start (is this follower remote = true in the leader's configuration?)")
-    text = str(exc).strip() or type(exc).__name__
-    return redact(" ".join(text.split()))[:200]
+    return describe(exc)

@@ -46,7 +46,8 @@ from copytrade.core.bus_events import (
     event_bytes,
     leader_filter,
 )
-from copytrade.redact import redact
+from copytrade.engine.bus_threads import close_quietly, run_bus_loop
+from copytrade.engine.bus_threads import describe as _describe
 from copytrade.store import bus_queries
 
 if TYPE_CHECKING:
@@ -169,15 +170,7 @@ class BusPublisher:
     # ---- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception:
-            log.exception("bus: the publisher stopped on an unexpected error")
-        finally:
-            try:
-                self.store.db.close()  # this thread's connection
-            except Exception:
-                log.debug("bus: closing the publisher's connection failed", exc_info=True)
+        run_bus_loop(self._main, self.store, "publisher")
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -281,11 +274,7 @@ class BusPublisher:
                  "stream (sent again after a restart)", self.published, self.duplicates)
 
     async def _close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await asyncio.wait_for(self._nc.close(), 2.0)
-            except Exception:
-                log.debug("bus: closing the connection failed", exc_info=True)
+        await close_quietly(self._nc, "publisher")
 
     # ---- publishing ------------------------------------------------------------------------
 
@@ -510,11 +499,6 @@ def _is_bus_error(exc: BaseException) -> bool:
     from nats.errors import Error as NatsError
 
     return isinstance(exc, NatsError | BusUnavailable | TimeoutError | OSError)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return redact(" ".join(text.split()))[:200]
 
 
 # ---- wiring ---------------------------------------------------------------------------------

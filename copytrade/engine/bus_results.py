@@ -30,8 +30,8 @@ from copytrade.engine.bus_publish import (
     BusPublisher,
     BusUnavailable,
     _aware,
-    _describe,
 )
+from copytrade.engine.bus_threads import describe as _describe
 from copytrade.store import bus_queries, results_queries
 
 if TYPE_CHECKING:

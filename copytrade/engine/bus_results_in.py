@@ -36,9 +36,10 @@ from copytrade.engine.bus_publish import (
     CONNECT,
     RETRY_INITIAL,
     RETRY_MAX,
-    _describe,
     ensure_streams,
 )
+from copytrade.engine.bus_threads import close_quietly, pause, run_bus_loop
+from copytrade.engine.bus_threads import describe as _describe
 from copytrade.redact import redact
 from copytrade.store import results_queries
 
@@ -104,18 +105,7 @@ class ResultsConsumer:
     # ---- the thread --------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except asyncio.CancelledError:
-            pass  # stopped
-        except Exception:
-            log.exception("bus: the results consumer stopped on an unexpected error")
-        finally:
-            try:
-                self.store.db.close()  # this thread's connection
-            except Exception:
-                log.debug("bus: closing the results consumer's connection failed",
-                          exc_info=True)
+        run_bus_loop(self._main, self.store, "results consumer")
 
     async def _main(self) -> None:
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
@@ -137,11 +127,7 @@ class ResultsConsumer:
                     await self._pause(self._retry_wait)
                     self._retry_wait = min(self._retry_wait * 2, RETRY_MAX)
         finally:
-            if nc is not None and not nc.is_closed:
-                try:
-                    await asyncio.wait_for(nc.close(), 2.0)
-                except Exception:
-                    log.debug("bus: closing the results connection failed", exc_info=True)
+            await close_quietly(nc, "results consumer")
 
     async def _connect(self) -> Client:
         import nats
@@ -218,7 +204,7 @@ class ResultsConsumer:
         self._lag_read_at = -float("inf")
 
     async def _pause(self, seconds: float) -> None:
-        await asyncio.to_thread(self._halt.wait, seconds)
+        await pause(self._halt, seconds)
 
 
 async def ensure_results_consumer(js: JetStreamContext, bus: BusConfig) -> None:
