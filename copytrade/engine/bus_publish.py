@@ -397,18 +397,25 @@ class BusPublisher:
             self._store_failing = True
             log.exception("bus: reading the leader's events from the store failed; retrying")
 
+    # What it publishes, and what follow does meanwhile, in the words of an outage's record
+    # (an agent's results publisher says its own).
+    ITEMS = "leader event"
+
+    def _meanwhile(self) -> str:
+        return ("follow goes on mirroring its own followers; leader events wait in the store "
+                "and are sent when it is back")
+
     def _unavailable(self, exc: BaseException) -> None:
         if self._outage_since is not None:
             return
         self._outage_since = self.store.now()
         self._outages += 1
         reason = _describe(exc)
-        log.warning("bus: %s unavailable (%s); leader events wait in the store", self.where,
-                    reason)
-        self._audit("bus_unavailable", f"the bus at {self.where} is unavailable ({reason}): "
-                    "follow goes on mirroring its own followers; leader events wait in the "
-                    "store and are sent when it is back",
-                    {"url": self.where, "error": reason})
+        log.warning("bus: %s unavailable (%s); %ss wait in the store", self.where, reason,
+                    self.ITEMS)
+        self._record_outage("bus_unavailable", f"the bus at {self.where} is unavailable "
+                            f"({reason}): {self._meanwhile()}",
+                            {"url": self.where, "error": reason})
 
     def _recovered(self, sent: int) -> None:
         self._store_failing = False
@@ -416,11 +423,16 @@ class BusPublisher:
             return
         seconds = max((self.store.now() - _aware(self._outage_since)).total_seconds(), 0.0)
         self._outage_since = None
-        log.info("bus: %s available again after %.1f s; %d leader event(s) sent", self.where,
-                 seconds, sent)
-        self._audit("bus_recovered", f"the bus at {self.where} is available again after "
-                    f"{seconds:.0f} s: {sent} leader event(s) recorded meanwhile sent",
-                    {"url": self.where, "outage_seconds": round(seconds, 1), "sent": sent})
+        log.info("bus: %s available again after %.1f s; %d %s(s) sent", self.where,
+                 seconds, sent, self.ITEMS)
+        self._record_outage("bus_recovered", f"the bus at {self.where} is available again "
+                            f"after {seconds:.0f} s: {sent} {self.ITEMS}(s) recorded "
+                            "meanwhile sent",
+                            {"url": self.where, "outage_seconds": round(seconds, 1),
+                             "sent": sent})
+
+    def _record_outage(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        self._audit(kind, message, data)
 
     def _audit(self, kind: str, message: str, data: dict[str, Any]) -> None:
         try:

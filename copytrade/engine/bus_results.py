@@ -29,9 +29,7 @@ from copytrade.engine.bus_publish import (
     PUBLISH_TIMEOUT,
     BusPublisher,
     BusUnavailable,
-    _aware,
 )
-from copytrade.engine.bus_threads import describe as _describe
 from copytrade.store import bus_queries, results_queries
 
 if TYPE_CHECKING:
@@ -116,30 +114,11 @@ class ResultsPublisher(BusPublisher):
 
     # ---- outages: once per outage, whichever of the agent's connections saw it first ----------
 
-    def _unavailable(self, exc: BaseException) -> None:
-        if self._outage_since is not None:
-            return
-        self._outage_since = self.store.now()
-        self._outages += 1
-        reason = _describe(exc)
-        log.warning("bus: %s unavailable (%s); results wait in the store", self.where, reason)
-        self._record_outage("bus_unavailable", f"the bus at {self.where} is unavailable "
-                            f"({reason}): follow goes on mirroring {self.follower} from the "
-                            "events it has; its results wait in the store and are sent when "
-                            "it is back", {"url": self.where, "error": reason})
+    ITEMS = "result"
 
-    def _recovered(self, sent: int) -> None:
-        self._store_failing = False
-        if self._outage_since is None:
-            return
-        seconds = max((self.store.now() - _aware(self._outage_since)).total_seconds(), 0.0)
-        self._outage_since = None
-        log.info("bus: %s available again after %.1f s; %d result(s) sent", self.where,
-                 seconds, sent)
-        self._record_outage("bus_recovered", f"the bus at {self.where} is available again "
-                            f"after {seconds:.0f} s: {sent} result(s) recorded meanwhile sent",
-                            {"url": self.where, "outage_seconds": round(seconds, 1),
-                             "sent": sent})
+    def _meanwhile(self) -> str:
+        return (f"follow goes on mirroring {self.follower} from the events it has; its "
+                "results wait in the store and are sent when it is back")
 
     def _record_outage(self, kind: str, message: str, data: dict[str, Any]) -> None:
         """Unless the agent's leader feed recorded it (bus_consume.record_outage_once)."""
